@@ -1,0 +1,544 @@
+"""Training speed of each model family versus transformers' built-in model of identical size.
+
+For every family one training step (forward + backward + AdamW step, the optimizer the Trainer uses by default)
+is timed for our model and for its reference, interleaved in the same process on the same batch:
+
+    mini_gpt  vs  GPT2LMHeadModel   (same hidden/layers/heads/intermediate/vocab/positions, sdpa attention)
+    mini_bert vs  BertForMaskedLM   (same sizes, sdpa attention)
+    lstm_lm   vs  a plain nn.Embedding -> nn.LSTM -> nn.Linear language model written below
+
+Parameter counts are asserted equal, so both models do the same arithmetic. Reported: median step time, tokens/s,
+achieved FLOP/s and model-FLOPs utilisation (MFU) against the matmul peak measured on this machine (before and after the models).
+
+FLOPs per token (training = forward + backward = 3 x forward, a matmul of a (d_in x d_out) weight costing
+2 * d_in * d_out FLOPs per token forward):
+
+    6 * N_matmul + attention
+    N_matmul  = weights of every matmul a token goes through: the linear layers of the blocks, the LM head (tied
+                to the input embedding, but still a vocab x hidden matmul per token) and, for the LSTM, the four
+                gates' input and recurrent matrices (4 * hidden * (input + hidden) per layer). Embedding
+                look-ups, biases, LayerNorms and activations are not counted.
+    attention = 6 * n_layer * seq * hidden for causal models (QK^T and AV over the lower triangle: half of the
+                12 * n_layer * seq * hidden of full attention), 12 * n_layer * seq * hidden for the
+                bidirectional BERT; 0 for the LSTM.
+
+Usage (from the repository root):
+
+    .venv/bin/python benchmarks/bench_training_speed.py                       # CPU, fp32, all families
+    .venv/bin/python benchmarks/bench_training_speed.py --device cuda         # GPU, bf16 autocast
+    .venv/bin/python benchmarks/bench_training_speed.py --families mini_gpt --profile true
+    .venv/bin/python benchmarks/bench_training_speed.py --update_results true --json_output /tmp/speed.json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    HfArgumentParser,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+)
+from transformers.pytorch_utils import Conv1D
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+    DEFAULT_RESULTS_FILE,
+    machine_info,
+    machine_lines,
+    markdown_table,
+    measured_matmul_peak,
+    median_and_spread,
+    si,
+    timed,
+    update_results_section,
+)
+
+from lmrecipes.models.lstm_lm import LSTMLMConfig, LSTMLMForCausalLM  # noqa: E402
+from lmrecipes.models.mini_bert import MiniBertConfig, MiniBertForMaskedLM  # noqa: E402
+from lmrecipes.models.mini_gpt import MiniGPTConfig, MiniGPTForCausalLM  # noqa: E402
+
+FAMILIES = ("lstm_lm", "mini_bert", "mini_gpt")
+RESULTS_SECTION = "Training speed"
+MLM_PROBABILITY = 0.15
+
+
+@dataclass
+class TrainingSpeedArguments:
+    device: str = field(default="cpu", metadata={"help": "cpu (fp32) or cuda (bf16 autocast, fp32 weights)."})
+    families: list[str] = field(default_factory=lambda: list(FAMILIES), metadata={"help": "Families to run."})
+    batch_size: int = field(default=16, metadata={"help": "Sequences per training step."})
+    seq_len: int = field(default=128, metadata={"help": "Tokens per sequence."})
+    vocab_size: int = field(default=8000)
+    hidden_size: int = field(default=256, metadata={"help": "mini_gpt / mini_bert width."})
+    num_layers: int = field(default=4, metadata={"help": "mini_gpt / mini_bert blocks."})
+    num_heads: int = field(default=4)
+    intermediate_size: int = field(default=1024)
+    max_positions: int = field(default=512, metadata={"help": "Position embeddings (>= seq_len)."})
+    lstm_size: int = field(default=512, metadata={"help": "lstm_lm embedding and hidden size (tied head)."})
+    lstm_layers: int = field(default=2)
+    dropout: float = field(default=0.1, metadata={"help": "Dropout of every kind, in both models of a pair."})
+    warmup_steps: int = field(default=3, metadata={"help": "Untimed steps per model before timing."})
+    timed_steps: int = field(default=10, metadata={"help": "Timed steps per model (median reported)."})
+    threads: int | None = field(default=None, metadata={"help": "torch.set_num_threads (default: torch's)."})
+    matmul_size: int = field(default=4096, metadata={"help": "Side of the square matmul timed for the peak."})
+    profile: bool = field(
+        default=False, metadata={"help": "Also profile a few steps of each model with torch.profiler."}
+    )
+    profile_steps: int = field(default=3)
+    profile_rows: int = field(default=25, metadata={"help": "Operators listed per profiled model."})
+    json_output: str | None = field(
+        default=None, metadata={"help": "Write the results as JSON here (bench_data_pipeline reads it)."}
+    )
+    update_results: bool = field(
+        default=False, metadata={"help": f"Write the '{RESULTS_SECTION}' section of the results file."}
+    )
+    results_file: str = field(default=str(DEFAULT_RESULTS_FILE))
+    seed: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.families) - set(FAMILIES))
+        if unknown:
+            raise ValueError(f"--families: unknown {unknown}; choose from {list(FAMILIES)}.")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device}: CUDA is not available in this torch build/machine.")
+        if self.seq_len > self.max_positions:
+            raise ValueError(f"--seq_len {self.seq_len} exceeds --max_positions {self.max_positions}.")
+        if self.warmup_steps < 1 or self.timed_steps < 1:
+            raise ValueError("--warmup_steps and --timed_steps must be >= 1.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The reference LSTM language model: the textbook nn.Embedding -> nn.LSTM -> nn.Linear (tied), nothing else.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class PlainLSTMLanguageModel(nn.Module):
+    def __init__(self, vocab_size: int, size: int, num_layers: int, dropout: float):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, size)
+        self.embedding_dropout = nn.Dropout(dropout)
+        self.lstm = nn.LSTM(size, size, num_layers=num_layers, dropout=dropout, batch_first=True)
+        self.output_dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(size, vocab_size)
+        self.head.weight = self.embedding.weight
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, **unused) -> dict[str, torch.Tensor]:
+        outputs, _ = self.lstm(self.embedding_dropout(self.embedding(input_ids)))
+        logits = self.head(self.output_dropout(outputs)).float()
+        loss = nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+        )
+        return {"loss": loss, "logits": logits}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model pairs and their FLOPs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelPair:
+    family: str
+    objective: str  # "causal" or "masked"
+    ours: nn.Module
+    reference: nn.Module
+    reference_name: str
+    attention_flops_per_token: float
+
+
+def build_pair(family: str, args: TrainingSpeedArguments) -> ModelPair:
+    seq, hidden, layers = args.seq_len, args.hidden_size, args.num_layers
+    if family == "mini_gpt":
+        ours = MiniGPTForCausalLM(
+            MiniGPTConfig(
+                vocab_size=args.vocab_size,
+                hidden_size=hidden,
+                num_hidden_layers=layers,
+                num_attention_heads=args.num_heads,
+                intermediate_size=args.intermediate_size,
+                max_position_embeddings=args.max_positions,
+                hidden_dropout=args.dropout,
+                attention_dropout=args.dropout,
+                embedding_dropout=args.dropout,
+                attn_implementation="sdpa",
+            )
+        )
+        reference = GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=args.vocab_size,
+                n_embd=hidden,
+                n_layer=layers,
+                n_head=args.num_heads,
+                n_inner=args.intermediate_size,
+                n_positions=args.max_positions,
+                resid_pdrop=args.dropout,
+                attn_pdrop=args.dropout,
+                embd_pdrop=args.dropout,
+                attn_implementation="sdpa",
+            )
+        )
+        return ModelPair(family, "causal", ours, reference, "GPT2LMHeadModel", 6 * layers * seq * hidden)
+    if family == "mini_bert":
+        sizes = dict(
+            vocab_size=args.vocab_size,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=args.num_heads,
+            intermediate_size=args.intermediate_size,
+            max_position_embeddings=args.max_positions,
+            hidden_dropout_prob=args.dropout,
+            attention_probs_dropout_prob=args.dropout,
+            attn_implementation="sdpa",
+        )
+        ours = MiniBertForMaskedLM(MiniBertConfig(**sizes))
+        reference = BertForMaskedLM(BertConfig(**sizes))
+        return ModelPair(family, "masked", ours, reference, "BertForMaskedLM", 12 * layers * seq * hidden)
+    if family == "lstm_lm":
+        ours = LSTMLMForCausalLM(
+            LSTMLMConfig(
+                vocab_size=args.vocab_size,
+                embedding_size=args.lstm_size,
+                hidden_size=args.lstm_size,
+                num_hidden_layers=args.lstm_layers,
+                embedding_dropout=args.dropout,
+                hidden_dropout=args.dropout,
+                output_dropout=args.dropout,
+            )
+        )
+        reference = PlainLSTMLanguageModel(args.vocab_size, args.lstm_size, args.lstm_layers, args.dropout)
+        return ModelPair(family, "causal", ours, reference, "plain nn.LSTM LM", 0.0)
+    raise ValueError(f"Unknown family {family!r}")
+
+
+def unique_parameter_count(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())  # parameters() skips tied duplicates
+
+
+def matmul_weight_count(model: nn.Module) -> int:
+    """Weights a token is multiplied by once per forward pass (N_matmul in the module docstring)."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, Conv1D)):
+            count += module.weight.numel()  # a tied head counts: it is a matmul, not a look-up
+        elif isinstance(module, nn.LSTM):
+            count += sum(p.numel() for name, p in module.named_parameters() if name.startswith("weight"))
+    return count
+
+
+def training_flops_per_token(pair: ModelPair) -> float:
+    ours, reference = matmul_weight_count(pair.ours), matmul_weight_count(pair.reference)
+    if ours != reference:
+        raise AssertionError(f"{pair.family}: matmul weights differ: ours {ours:,}, reference {reference:,}")
+    return 6 * ours + pair.attention_flops_per_token
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batches, optimizer and one training step
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def make_batch(objective: str, args: TrainingSpeedArguments, device: torch.device) -> dict[str, torch.Tensor]:
+    """One fixed batch, as the pipeline's collator would give it: packed blocks (no padding), labels."""
+    generator = torch.Generator().manual_seed(args.seed)
+    shape = (args.batch_size, args.seq_len)
+    # Ids from 5 on: the low ids are the special tokens of both tokenizers ([PAD] ... [MASK] / <|endoftext|> <pad>).
+    input_ids = torch.randint(5, args.vocab_size, shape, generator=generator)
+    if objective == "causal":
+        labels = input_ids.clone()
+    else:
+        # MLM: predict 15% of the positions (fed as [MASK], id 4 in the wordpiece tokenizer), ignore the rest.
+        is_masked = torch.rand(shape, generator=generator) < MLM_PROBABILITY
+        labels = torch.where(is_masked, input_ids, torch.full_like(input_ids, -100))
+        input_ids = torch.where(is_masked, torch.full_like(input_ids, 4), input_ids)
+    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+    return {name: tensor.to(device) for name, tensor in batch.items()}
+
+
+def trainer_default_optimizer(model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """The optimizer `Trainer` builds by default (AdamW, fused where torch supports it), on all parameters."""
+    with tempfile.TemporaryDirectory() as output_dir:
+        training_args = TrainingArguments(output_dir=output_dir, use_cpu=device.type == "cpu", report_to=[])
+        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args)
+    return optimizer_cls(model.parameters(), **optimizer_kwargs)
+
+
+class TrainingStep:
+    """forward (bf16 autocast on GPU) -> loss.backward() -> optimizer.step() -> zero_grad, as Trainer does."""
+
+    def __init__(self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device):
+        self.model, self.batch, self.device = model.to(device).train(), batch, device
+        self.optimizer = trainer_default_optimizer(self.model, device)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def __call__(self) -> None:
+        with self.autocast():
+            outputs = self.model(**self.batch)
+        loss = outputs["loss"]
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def interleaved_step_times(steps: dict[str, Callable[[], None]], args, device) -> dict[str, list[float]]:
+    """Alternate the models step by step (order flipped every round) so that load changes hit both alike."""
+    names = list(steps)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(args.warmup_steps + args.timed_steps):
+        order = names if round_index % 2 == 0 else names[::-1]
+        for name in order:
+            seconds = timed(steps[name], device)
+            if round_index >= args.warmup_steps:
+                times[name].append(seconds)
+    return times
+
+
+def profile_steps(name: str, step: Callable[[], None], args, device) -> dict[str, float]:
+    """Profile a few steps; print the top operators and return self time (us per step) per operator."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        for _ in range(args.profile_steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    averages = profiler.key_averages()
+    sort_key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"\n### torch.profiler: {name}, {args.profile_steps} steps\n")
+    print(averages.table(sort_by=sort_key, row_limit=args.profile_rows))
+    attribute = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return {event.key: getattr(event, attribute) / args.profile_steps for event in averages}
+
+
+def print_profile_difference(
+    family: str, ours: dict[str, float], reference: dict[str, float], rows: int
+) -> None:
+    """Operators whose self time per step differs most between our model and the reference."""
+    keys = set(ours) | set(reference)
+    differences = sorted(keys, key=lambda key: -abs(ours.get(key, 0.0) - reference.get(key, 0.0)))
+    table = [
+        (
+            f"`{key}`",
+            f"{ours.get(key, 0.0) / 1000:.2f}",
+            f"{reference.get(key, 0.0) / 1000:.2f}",
+            f"{(ours.get(key, 0.0) - reference.get(key, 0.0)) / 1000:+.2f}",
+        )
+        for key in differences[:rows]
+    ]
+    print(f"\n### {family}: operators with the largest self-time difference (ms per step)\n")
+    print(markdown_table(["operator", "ours", "reference", "ours - reference"], table))
+    print(
+        f"\nTotal self time per step: ours {sum(ours.values()) / 1000:.1f} ms, "
+        f"reference {sum(reference.values()) / 1000:.1f} ms"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def measure_peak(device: torch.device, args: TrainingSpeedArguments) -> float:
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    print(f"Measuring the {dtype} matmul peak on {device} ...", flush=True)
+    peak = measured_matmul_peak(device, dtype, size=args.matmul_size)
+    print(f"Peak: {si(peak, 'FLOP/s')}", flush=True)
+    return peak
+
+
+def run(args: TrainingSpeedArguments) -> dict:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    info = machine_info(args.device)
+    tokens_per_step = args.batch_size * args.seq_len
+    # Measured before and after the models (the best counts): on a shared machine one measurement may be unlucky.
+    peaks = [measure_peak(device, args)]
+
+    results = []
+    for family in args.families:
+        torch.manual_seed(args.seed)
+        pair = build_pair(family, args)
+        ours_params, reference_params = (
+            unique_parameter_count(pair.ours),
+            unique_parameter_count(pair.reference),
+        )
+        if ours_params != reference_params:
+            raise AssertionError(
+                f"{family}: parameter counts differ: ours {ours_params:,}, {pair.reference_name} {reference_params:,}"
+            )
+        for model in (pair.ours, pair.reference):
+            has_attention = pair.attention_flops_per_token > 0
+            if (
+                has_attention
+                and isinstance(model, PreTrainedModel)
+                and model.config._attn_implementation != "sdpa"
+            ):
+                raise AssertionError(
+                    f"{family}: {type(model).__name__} uses {model.config._attn_implementation}"
+                )
+        flops_per_token = training_flops_per_token(pair)
+        batch = make_batch(pair.objective, args, device)
+        steps = {
+            family: TrainingStep(pair.ours, batch, device),
+            pair.reference_name: TrainingStep(pair.reference, batch, device),
+        }
+        print(f"\n{family} vs {pair.reference_name}: {ours_params:,} parameters each, timing ...", flush=True)
+        times = interleaved_step_times(steps, args, device)
+        for name, samples in times.items():
+            median, spread = median_and_spread(samples)
+            tokens_per_second = tokens_per_step / median
+            results.append(
+                {
+                    "family": family,
+                    "model": name,
+                    "is_ours": name == family,
+                    "parameters": ours_params,
+                    "flops_per_token": flops_per_token,
+                    "median_step_seconds": median,
+                    "relative_iqr": spread,
+                    "tokens_per_second": tokens_per_second,
+                    "flops_per_second": flops_per_token * tokens_per_second,
+                    "step_seconds": samples,
+                }
+            )
+            print(
+                f"  {name}: median {median * 1000:.1f} ms/step (IQR {spread:.0%}), {tokens_per_second:,.0f} tokens/s"
+            )
+        if args.profile:
+            profiles = {name: profile_steps(name, step, args, device) for name, step in steps.items()}
+            print_profile_difference(
+                family, profiles[family], profiles[pair.reference_name], args.profile_rows
+            )
+        del steps, pair
+
+    peaks.append(measure_peak(device, args))
+    peak = max(peaks)
+    for result in results:
+        result["mfu"] = result["flops_per_second"] / peak
+    report = {
+        "machine": info,
+        "load_average_at_end": os.getloadavg(),
+        "matmul_peak_flops": peak,
+        "matmul_peak_measurements": peaks,
+        "peak_dtype": str(torch.bfloat16 if device.type == "cuda" else torch.float32),
+        "arguments": asdict(args),
+        "tokens_per_step": tokens_per_step,
+        "results": results,
+    }
+    table = results_table(results)
+    print("\n" + table)
+    if args.json_output:
+        Path(args.json_output).write_text(json.dumps(report, indent=2))
+        print(f"\nWrote {args.json_output}")
+    if args.update_results:
+        update_results_section(Path(args.results_file), RESULTS_SECTION, results_markdown(report, table))
+        print(f"Updated section '{RESULTS_SECTION}' of {args.results_file}")
+    return report
+
+
+def ours_tokens_per_second(args: TrainingSpeedArguments) -> dict[str, float]:
+    """Training tokens/s of our models alone (no reference), for benchmarks that only need that number."""
+    device = torch.device(args.device)
+    speeds = {}
+    for family in args.families:
+        torch.manual_seed(args.seed)
+        pair = build_pair(family, args)
+        step = TrainingStep(pair.ours, make_batch(pair.objective, args, device), device)
+        times = interleaved_step_times({family: step}, args, device)[family]
+        speeds[family] = args.batch_size * args.seq_len / median_and_spread(times)[0]
+        print(f"  {family}: {speeds[family]:,.0f} training tokens/s", flush=True)
+        del step, pair
+    return speeds
+
+
+def results_table(results: list[dict]) -> str:
+    reference_speed = {r["family"]: r["tokens_per_second"] for r in results if not r["is_ours"]}
+    rows = []
+    for r in results:
+        ratio = r["tokens_per_second"] / reference_speed[r["family"]]
+        rows.append(
+            (
+                r["family"],
+                f"**{r['model']}**" if r["is_ours"] else r["model"],
+                f"{r['parameters'] / 1e6:.2f} M",
+                f"{r['flops_per_token'] / 1e6:.1f} M",
+                f"{r['median_step_seconds'] * 1000:.0f} ({r['relative_iqr']:.0%})",
+                f"{r['tokens_per_second']:,.0f}",
+                si(r["flops_per_second"], "FLOP/s"),
+                f"{r['mfu']:.1%}",
+                f"{ratio:.2f}x",
+            )
+        )
+    headers = [
+        "family",
+        "model",
+        "params",
+        "train FLOPs/token",
+        "median step ms (IQR)",
+        "tokens/s",
+        "achieved",
+        "MFU",
+        "speed vs built-in",
+    ]
+    return markdown_table(headers, rows)
+
+
+def results_markdown(report: dict, table: str) -> str:
+    args = report["arguments"]
+    device = args["device"]
+    precision = "bf16 autocast" if device.startswith("cuda") else "fp32"
+    one, five, fifteen = report["load_average_at_end"]
+    return "\n\n".join(
+        [
+            f"Training step = forward + backward + AdamW step (Trainer's default optimizer), {precision} on "
+            f"{device}, sdpa attention for both models, batch {args['batch_size']} x seq {args['seq_len']} "
+            f"= {report['tokens_per_step']} tokens. Models of each pair are interleaved step by step in one "
+            f"process; {args['warmup_steps']} warm-up steps excluded, median of {args['timed_steps']} timed "
+            "steps (IQR / median in brackets). Sizes: mini_gpt / mini_bert hidden "
+            f"{args['hidden_size']}, {args['num_layers']} layers, {args['num_heads']} heads, intermediate "
+            f"{args['intermediate_size']}, vocab {args['vocab_size']}, {args['max_positions']} positions; "
+            f"lstm_lm embedding = hidden {args['lstm_size']}, {args['lstm_layers']} layers, vocab "
+            f"{args['vocab_size']}, tied head. Dropout {args['dropout']} everywhere.",
+            "FLOPs per token = 6 x N_matmul + attention, where N_matmul counts the weights of every matmul a token "
+            "goes through (block linears, MLM head dense, the tied LM head; LSTM: 4 x hidden x (input + hidden) "
+            "per layer), attention = 6 x layers x seq x hidden (causal) or 12 x layers x seq x hidden "
+            "(bidirectional). MFU = FLOPs/token x tokens/s / measured peak.",
+            f"Measured peak ({report['peak_dtype']} {args['matmul_size']}^3 matmul, best of 10, measured before "
+            f"and after the models, the higher counts): **{si(report['matmul_peak_flops'], 'FLOP/s')}** "
+            f"(measurements: {', '.join(si(p, 'FLOP/s') for p in report['matmul_peak_measurements'])}).",
+            table,
+            machine_lines(report["machine"])
+            + f"\n- load average at end: {one:.2f} / {five:.2f} / {fifteen:.2f}",
+        ]
+    )
+
+
+def main() -> None:
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    (args,) = HfArgumentParser(TrainingSpeedArguments).parse_args_into_dataclasses()
+    run(args)
+
+
+if __name__ == "__main__":
+    main()

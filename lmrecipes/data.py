@@ -1,0 +1,575 @@
+"""Text datasets for language modelling: load (Hub or offline mirror or local files), tokenize, pack, collate.
+
+The pipeline, used by the pretraining script and by tokenizer training:
+
+    args = DataArguments(dataset_name="Salesforce/wikitext", dataset_config_name="wikitext-2-v1", block_size=128)
+    raw = load_text_dataset(args, args.train_split)              # datasets.Dataset or IterableDataset
+    blocks = build_lm_dataset(raw, tokenizer, args.block_size)   # fixed-length blocks of token ids
+    collator = lm_data_collator(tokenizer, "causal")              # or "masked" for mini_bert
+
+`prepare_lm_dataset` does the first two steps from `DataArguments` (sample limits, streaming shuffle included).
+Map-style and streaming go through the very same `datasets` `.map` calls, so both give the same blocks in the same
+order; map-style results are cached on disk, streaming ones are computed lazily while training.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any, Literal
+
+import datasets
+import pyarrow.compute as pc
+from datasets import Dataset, IterableDataset
+from datasets.distributed import split_dataset_by_node
+from transformers import DataCollatorForLanguageModeling, PretrainedConfig, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+DATA_MIRROR_ENV = "LMRECIPES_DATA_MIRROR"
+
+# Local file extension -> `datasets` packaged builder.
+FILE_BUILDERS = {
+    ".txt": "text",
+    ".text": "text",
+    ".json": "json",
+    ".jsonl": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
+
+# Rows tokenized and packed together by one `.map` call. Leftover tokens at the end of each such batch (fewer than a
+# block) are dropped, as in transformers' run_clm.py; with ~1000 rows per batch that is well under 1% of the text.
+PACKING_BATCH_SIZE = 1000
+
+# How many rows of a stream are looked at to tell an empty (or wrongly chosen) text column before training.
+STREAM_PEEK_ROWS = 1000
+
+
+def resolve_dataset(name: str) -> str:
+    """Return `<mirror>/<name>` when $LMRECIPES_DATA_MIRROR is a directory that holds `name`, else `name` (Hub).
+
+    The mirror holds Hub dataset repos under their ids (see the mirror's README), so `load_dataset` on the
+    returned path behaves like `load_dataset(name)` online. Absolute paths are returned unchanged.
+    """
+    mirror = os.environ.get(DATA_MIRROR_ENV)
+    if mirror and not os.path.isabs(name) and os.path.isdir(mirror):
+        mirrored = os.path.join(mirror, name)
+        if os.path.isdir(mirrored):
+            logger.info("Dataset %s: using the offline mirror copy at %s", name, mirrored)
+            return mirrored
+    logger.info("Dataset %s: not in a data mirror (%s=%r), loading it by name", name, DATA_MIRROR_ENV, mirror)
+    return name
+
+
+@dataclass
+class DataArguments:
+    """Which text to train on and how to cut it into blocks (command line flags via HfArgumentParser)."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub dataset id, e.g. Salesforce/wikitext. Read from $LMRECIPES_DATA_MIRROR/<id> when that "
+            "folder exists (offline mirror), else from the Hub."
+        },
+    )
+    dataset_config_name: str | None = field(
+        default=None,
+        metadata={"help": "Dataset configuration, e.g. wikitext-2-v1 (needed when there are several)."},
+    )
+    train_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Local training file (.txt, .json/.jsonl, .csv or .parquet) instead of dataset_name."
+        },
+    )
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Local evaluation file, same format as train_file."}
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding the text."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    eval_split: str = field(default="validation", metadata={"help": "Split to evaluate on."})
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Stream the dataset (IterableDataset: tokenized lazily, no full pass before the first step; "
+            "the trainer then needs max_steps) instead of tokenizing it up front into a cached map-style dataset."
+        },
+    )
+    shuffle_buffer_size: int = field(
+        default=10_000,
+        metadata={"help": "Streaming only: size of the buffer the training blocks are shuffled in."},
+    )
+    block_size: int = field(
+        default=128,
+        metadata={
+            "help": "Tokens per training block (sequence length); at most the model's maximum positions."
+        },
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N training blocks (quick runs, debugging)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N evaluation blocks."}
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None,
+        metadata={"help": "Processes for tokenizing a map-style dataset (ignored when streaming)."},
+    )
+    overwrite_cache: bool = field(
+        default=False, metadata={"help": "Re-tokenize instead of reusing the cached map-style result."}
+    )
+
+    def __post_init__(self) -> None:
+        files = {"train_file": self.train_file, "validation_file": self.validation_file}
+        given_files = {name: path for name, path in files.items() if path is not None}
+        if self.dataset_name is None and not given_files:
+            raise ValueError(
+                "No data given: set dataset_name (Hub id) or train_file/validation_file (local files)."
+            )
+        if self.dataset_name is not None and given_files:
+            raise ValueError(
+                f"Give either dataset_name ({self.dataset_name!r}) or local files ({', '.join(given_files)}), not both."
+            )
+        extensions = set()
+        for name, path in given_files.items():
+            extension = os.path.splitext(path)[1].lower()
+            if extension not in FILE_BUILDERS:
+                raise ValueError(
+                    f"{name}={path!r}: unsupported extension {extension!r}; use one of {sorted(FILE_BUILDERS)}."
+                )
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"{name}={path!r} does not exist or is not a file.")
+            extensions.add(FILE_BUILDERS[extension])
+        if len(extensions) > 1:
+            raise ValueError(
+                f"train_file and validation_file must have the same format, got {sorted(extensions)}."
+            )
+        if given_files and self.dataset_config_name is not None:
+            raise ValueError("dataset_config_name only applies to dataset_name, not to local files.")
+        if self.train_split == self.eval_split:
+            raise ValueError(
+                f"train_split and eval_split are both {self.train_split!r}; evaluate on another split."
+            )
+        if self.block_size < 2:
+            raise ValueError(f"block_size must be >= 2, got {self.block_size}.")
+        if self.shuffle_buffer_size < 1:
+            raise ValueError(f"shuffle_buffer_size must be >= 1, got {self.shuffle_buffer_size}.")
+        for name in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 when given, got {value}.")
+        if self.streaming and self.preprocessing_num_workers is not None:
+            logger.warning(
+                "preprocessing_num_workers is ignored when streaming (tokenization happens on the fly)."
+            )
+
+
+def _describe(args: DataArguments) -> str:
+    if args.dataset_name is None:
+        return "local files " + ", ".join(p for p in (args.train_file, args.validation_file) if p)
+    config = f" (config {args.dataset_config_name!r})" if args.dataset_config_name else ""
+    return f"dataset {args.dataset_name!r}{config}"
+
+
+def _load_from_files(args: DataArguments, split: str) -> Dataset | IterableDataset:
+    data_files = {args.train_split: args.train_file, args.eval_split: args.validation_file}
+    data_files = {name: path for name, path in data_files.items() if path is not None}
+    if split not in data_files:
+        flag = {args.train_split: "train_file", args.eval_split: "validation_file"}.get(split)
+        hint = f"set {flag}" if flag else f"local files only give the splits {sorted(data_files)}"
+        raise ValueError(f"No local file for split {split!r}: {hint}.")
+    builder = FILE_BUILDERS[os.path.splitext(next(iter(data_files.values())))[1].lower()]
+    # Plain text: keep each line's "\n" so documents read on across lines (see build_lm_dataset on separators).
+    builder_kwargs = {"keep_linebreaks": True} if builder == "text" else {}
+    return datasets.load_dataset(
+        builder, data_files=data_files, split=split, streaming=args.streaming, **builder_kwargs
+    )
+
+
+def _load_from_hub_or_mirror(args: DataArguments, split: str) -> Dataset | IterableDataset:
+    return load_hub_dataset(args.dataset_name, args.dataset_config_name, split, streaming=args.streaming)
+
+
+def load_hub_dataset(
+    dataset_name: str, dataset_config_name: str | None, split: str, *, streaming: bool = False
+) -> Dataset | IterableDataset:
+    """One split of a Hub dataset, read from $LMRECIPES_DATA_MIRROR when the mirror holds it.
+
+    Any task's loader (language modelling, classification, QA, translation) goes through here, so a missing
+    dataset, an unknown config or an unknown split fails with the same clear error naming what exists.
+    """
+    path = resolve_dataset(dataset_name)
+    config = dataset_config_name
+    description = f"dataset {dataset_name!r}" + (f" (config {config!r})" if config else "")
+    try:
+        return datasets.load_dataset(path, config, split=split, streaming=streaming)
+    except (FileNotFoundError, ConnectionError) as error:  # includes datasets' DatasetNotFoundError
+        mirror = os.environ.get(DATA_MIRROR_ENV)
+        where = (
+            f"not in the data mirror {mirror!r} (${DATA_MIRROR_ENV}) and not loadable from the Hub"
+            if mirror
+            else f"not loadable from the Hub (set ${DATA_MIRROR_ENV} to use an offline mirror)"
+        )
+        raise FileNotFoundError(f"Dataset {dataset_name!r} not found: {where}. ({error})") from error
+    except ValueError as error:
+        # datasets says "BuilderConfig not found" or "Unknown split"; name the flag and list what exists.
+        configs = _safe_call(datasets.get_dataset_config_names, path)
+        if configs and config is not None and config not in configs:
+            raise ValueError(
+                f"Unknown dataset_config_name {config!r} for dataset {dataset_name!r}; "
+                f"available configs: {configs}."
+            ) from error
+        if configs and config is None and len(configs) > 1:
+            raise ValueError(
+                f"Dataset {dataset_name!r} has several configs, set dataset_config_name to one of {configs}."
+            ) from error
+        splits = _safe_call(datasets.get_dataset_split_names, path, config)
+        if splits and split not in splits:
+            raise ValueError(f"{description} has no split {split!r}; available splits: {splits}.") from error
+        raise
+
+
+def _safe_call(function, *args) -> list[str]:
+    try:
+        return list(function(*args))
+    except Exception:  # only used to enrich an error message
+        return []
+
+
+def _column_names(dataset: Dataset | IterableDataset) -> list[str]:
+    if dataset.column_names is not None:
+        return list(dataset.column_names)
+    first_row = next(iter(dataset), None)  # streams of unknown features: look at one row
+    return [] if first_row is None else list(first_row)
+
+
+def _check_text_column(dataset: Dataset | IterableDataset, text_column: str, description: str) -> None:
+    columns = _column_names(dataset)
+    if text_column not in columns:
+        raise ValueError(
+            f"{description} has no column {text_column!r} (text_column); its columns are {columns}."
+        )
+    feature = (dataset.features or {}).get(text_column)
+    if feature is not None and getattr(feature, "dtype", None) not in ("string", "large_string"):
+        raise ValueError(f"{description}: column {text_column!r} holds {feature}, not text (strings).")
+
+
+def _check_has_text(dataset: Dataset | IterableDataset, text_column: str, description: str) -> None:
+    """Fail before training when the text column is empty everywhere (map-style) or in the first rows (stream)."""
+    if isinstance(dataset, Dataset):
+        lengths = pc.utf8_length(dataset.data.column(text_column))  # vectorised over the Arrow column
+        longest = pc.max(lengths).as_py() if len(dataset) else None
+        if not longest:
+            raise ValueError(
+                f"{description} has no text: all {len(dataset)} rows of {text_column!r} are empty."
+            )
+        return
+    rows_seen = 0
+    for row in dataset.select_columns([text_column]).take(STREAM_PEEK_ROWS):
+        rows_seen += 1
+        if row[text_column]:
+            return
+    what = f"all {rows_seen} rows" if rows_seen < STREAM_PEEK_ROWS else f"the first {rows_seen} rows"
+    raise ValueError(f"{description} has no text: {what} of {text_column!r} are empty.")
+
+
+def load_text_dataset(args: DataArguments, split: str) -> Dataset | IterableDataset:
+    """Load one split of the text data (`streaming=True` gives an IterableDataset) and check it can be trained on.
+
+    Raises a clear error, before any training, for a missing dataset or file, an unknown config or split, a missing
+    or non-text `text_column`, or a corpus without any non-empty text.
+    """
+    if args.dataset_name is not None:
+        dataset = _load_from_hub_or_mirror(args, split)
+    else:
+        dataset = _load_from_files(args, split)
+    description = f"{_describe(args)}, split {split!r}"
+    _check_text_column(dataset, args.text_column, description)
+    _check_has_text(dataset, args.text_column, description)
+    return dataset
+
+
+def check_block_size(block_size: int, model_max_positions: int | None) -> None:
+    """Raise if blocks would be longer than the model's position embeddings (None: no limit, e.g. an LSTM)."""
+    if model_max_positions is not None and block_size > model_max_positions:
+        raise ValueError(
+            f"block_size={block_size} exceeds the model's maximum sequence length "
+            f"(max_position_embeddings={model_max_positions}); lower block_size or enlarge the model."
+        )
+
+
+def check_tokenizer_fits_model(tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> None:
+    """Raise if the tokenizer can produce ids the model's embedding has no row for.
+
+    Also warns when the config's pad/bos/eos ids disagree with the tokenizer's (loss masking and generation would
+    use the wrong token).
+    """
+    tokenizer_size = len(tokenizer)  # includes added tokens, unlike tokenizer.vocab_size
+    if tokenizer_size > config.vocab_size:
+        raise ValueError(
+            f"The tokenizer has {tokenizer_size} tokens but the model's vocab_size is {config.vocab_size}: "
+            f"set vocab_size >= {tokenizer_size} in the model config (or train a smaller tokenizer)."
+        )
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        config_id, tokenizer_id = getattr(config, name, None), getattr(tokenizer, name, None)
+        if config_id is not None and tokenizer_id is not None and config_id != tokenizer_id:
+            logger.warning("config.%s=%s but the tokenizer's %s is %s", name, config_id, name, tokenizer_id)
+
+
+def _document_separator_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
+    return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+
+
+def _special_tokens_around_text(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer's post-processor puts before and after a single text (WordPiece: [CLS], [SEP]).
+
+    Fast tokenizers in transformers 5 have no `build_inputs_with_special_tokens`, so read the template off a probe.
+    """
+    probe = "a"
+    with_special = tokenizer(probe, add_special_tokens=True)["input_ids"]
+    without_special = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    for start in range(len(with_special) - len(without_special) + 1):
+        if with_special[start : start + len(without_special)] == without_special:
+            return with_special[:start], with_special[start + len(without_special) :]
+    raise ValueError("Cannot tell where the tokenizer's special tokens go around a text.")
+
+
+def build_lm_dataset(
+    dataset: Dataset | IterableDataset,
+    tokenizer: PreTrainedTokenizerBase,
+    block_size: int,
+    text_column: str = "text",
+    *,
+    model_max_positions: int | None = None,
+    separate_rows: Literal["auto", "always", "never"] = "auto",
+    batch_size: int = PACKING_BATCH_SIZE,
+    num_proc: int | None = None,
+    load_from_cache_file: bool = True,
+) -> Dataset | IterableDataset:
+    """Tokenize a text dataset and pack it into blocks of exactly `block_size` tokens (run_clm.py's group_texts).
+
+    Each block has `input_ids` and `attention_mask` (all ones); the collator makes the labels.
+
+    Packing: the rows of each batch of `batch_size` rows are tokenized without special tokens, concatenated and cut
+    into blocks; the tail of each batch shorter than a block is dropped. When the tokenizer wraps a sequence in
+    special tokens (WordPiece: `[CLS] ... [SEP]`), each block holds `block_size - 2` text tokens wrapped in the same
+    special tokens as the tokenizer's post-processor, so every block is a well-formed BERT input.
+
+    Document separators (`separate_rows`): the tokenizer's eos (byte_bpe: `<|endoftext|>`), or `[SEP]` when it has
+    no eos, is appended after a row
+      - "auto" (default): when the row does not end with a newline. A row ending in "\\n" is a line of a longer
+        document (WikiText: one line a row, every line ends with "\\n", articles start with " = Title = "), whose
+        newline token already marks the line end; an eos there would tell the model every paragraph ends the text
+        and would break continuity between lines. Rows without a final newline (IMDB reviews, SST-2 sentences,
+        PTB sentences) are whole documents, so they get one. Empty rows add nothing.
+      - "always" / "never": after every non-empty row / never.
+
+    The same two `.map` calls serve map-style datasets (run eagerly and cached: `num_proc`, `load_from_cache_file`)
+    and streaming ones (lazy, nothing computed before the first batch is drawn), so with `num_proc` None both yield
+    identical blocks in identical order. With `num_proc` > 1, map-style batches restart at each worker's shard,
+    which shifts a few blocks at the shard boundaries.
+
+    In a multi-process run build map-style datasets under `training_args.main_process_first()`, so one process
+    writes the cache and the others read it.
+    """
+    if separate_rows not in ("auto", "always", "never"):
+        raise ValueError(f"separate_rows must be 'auto', 'always' or 'never', got {separate_rows!r}.")
+    check_block_size(block_size, model_max_positions)
+    prefix_ids, suffix_ids = _special_tokens_around_text(tokenizer)
+    text_per_block = block_size - len(prefix_ids) - len(suffix_ids)
+    if text_per_block < 1:
+        raise ValueError(
+            f"block_size={block_size} leaves no room for text: the tokenizer adds "
+            f"{len(prefix_ids) + len(suffix_ids)} special tokens around each block."
+        )
+    _check_text_column(dataset, text_column, "The dataset")
+    separator_id = _document_separator_id(tokenizer) if separate_rows != "never" else None
+    if separate_rows == "always" and separator_id is None:
+        raise ValueError("separate_rows='always' needs a tokenizer with an eos or sep token.")
+
+    def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[list[int]]]:
+        texts = [text or "" for text in batch[text_column]]
+        # verbose=False: rows longer than model_max_length are fine here, they are cut into blocks below.
+        token_ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        if separator_id is not None:
+            for text, ids in zip(texts, token_ids, strict=True):
+                if text and (separate_rows == "always" or not text.endswith("\n")):
+                    ids.append(separator_id)
+        return {"input_ids": token_ids}
+
+    def group_into_blocks(batch: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
+        concatenated = list(chain.from_iterable(batch["input_ids"]))
+        usable = (len(concatenated) // text_per_block) * text_per_block
+        chunks = [
+            prefix_ids + concatenated[start : start + text_per_block] + suffix_ids
+            for start in range(0, usable, text_per_block)
+        ]
+        return {"input_ids": chunks, "attention_mask": [[1] * block_size for _ in chunks]}
+
+    remove_columns = _column_names(dataset)
+    if isinstance(dataset, Dataset):
+        map_kwargs = {"num_proc": num_proc, "load_from_cache_file": load_from_cache_file}
+        tokenized = dataset.map(
+            tokenize,
+            batched=True,
+            batch_size=batch_size,
+            remove_columns=remove_columns,
+            desc="Tokenizing",
+            **map_kwargs,
+        )
+        return tokenized.map(
+            group_into_blocks,
+            batched=True,
+            batch_size=batch_size,
+            desc=f"Packing into blocks of {block_size}",
+            **map_kwargs,
+        )
+    tokenized = dataset.map(tokenize, batched=True, batch_size=batch_size, remove_columns=remove_columns)
+    return tokenized.map(group_into_blocks, batched=True, batch_size=batch_size)
+
+
+def prepare_lm_dataset(
+    args: DataArguments,
+    tokenizer: PreTrainedTokenizerBase,
+    split: str,
+    *,
+    model_max_positions: int | None = None,
+    seed: int = 42,
+) -> Dataset | IterableDataset:
+    """Load `split`, check it, and build its blocks as `DataArguments` says.
+
+    The training split (`args.train_split`) keeps `max_train_samples` blocks, other splits `max_eval_samples`. A
+    streaming training split is then shuffled in a buffer of `shuffle_buffer_size` blocks (blocks, not rows, so
+    the text inside a block stays contiguous); the Trainer's `set_epoch` reseeds it every epoch. Map-style
+    datasets are not shuffled here: the Trainer's sampler does it.
+    """
+    check_block_size(args.block_size, model_max_positions)
+    raw = load_text_dataset(args, split)
+    blocks = build_lm_dataset(
+        raw,
+        tokenizer,
+        args.block_size,
+        args.text_column,
+        model_max_positions=model_max_positions,
+        num_proc=args.preprocessing_num_workers,
+        load_from_cache_file=not args.overwrite_cache,
+    )
+    is_training = split == args.train_split
+    max_samples = args.max_train_samples if is_training else args.max_eval_samples
+    if isinstance(blocks, Dataset):
+        if len(blocks) == 0:
+            raise ValueError(
+                f"{_describe(args)}, split {split!r} is shorter than one block of {args.block_size} tokens."
+            )
+        if max_samples is not None:
+            blocks = blocks.select(range(min(max_samples, len(blocks))))
+        return blocks
+    if max_samples is not None:
+        blocks = blocks.take(max_samples)
+    if is_training:
+        blocks = blocks.shuffle(seed=seed, buffer_size=args.shuffle_buffer_size)
+    return blocks
+
+
+def split_streaming_dataset(dataset: IterableDataset, rank: int, world_size: int) -> IterableDataset:
+    """This process's share of a stream, for a training loop that does NOT hand its DataLoader to accelerate.
+
+    `datasets.distributed.split_dataset_by_node`: with a number of shards (files) divisible by `world_size` each
+    process reads whole shards; otherwise each process reads the whole stream and keeps one block in `world_size`
+    (the split applies to the output of the pipeline, i.e. to packed blocks, so blocks stay contiguous text).
+    Across DataLoader workers a datasets stream is split by shards automatically; see `usable_dataloader_workers`.
+
+    With the Trainer (or `accelerator.prepare(dataloader)`) do not call this: accelerate distributes an
+    IterableDataset itself, and splitting it first loses data:
+      - `dispatch_batches` unset (the default for an IterableDataset, i.e. True): process 0 iterates the stream
+        and sends every process its slice of each global batch. If the stream was split by node, process 0 reads
+        only its own part and the rest is never seen.
+      - `dispatch_batches=False`: every process iterates and accelerate splits again (by shards when the stream
+        has >= num_processes shards, else `IterableDatasetShard` keeps one batch slice per process): a second
+        split on top of this one.
+    So the pretraining script should pass the unsplit stream to the Trainer and keep the default
+    `accelerator_config.dispatch_batches` (None -> True): no duplicated or skipped blocks, and every process gets
+    the same number of batches. (False with a multi-file corpus sharded by file can leave processes with unequal
+    numbers of batches and hang at the end of an epoch.) Set `max_steps` (a stream has no length), keep
+    `dataloader_num_workers` <= the stream's shards (1 for the mirror's single-file splits), and shuffle with a
+    fixed seed so all processes agree on the order.
+    """
+    if not isinstance(dataset, IterableDataset):
+        raise TypeError(
+            "split_streaming_dataset expects a datasets.IterableDataset (map-style data: use a sampler)."
+        )
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}.")
+    return split_dataset_by_node(dataset, rank=rank, world_size=world_size)
+
+
+def usable_dataloader_workers(dataset: Dataset | IterableDataset, num_workers: int) -> int:
+    """How many DataLoader workers can do work on `dataset`.
+
+    A datasets IterableDataset gives each worker whole shards (files, or parquet row groups after `.reshard()`), so
+    workers beyond `num_shards` would idle; map-style datasets can use any number.
+    """
+    if not isinstance(dataset, IterableDataset) or num_workers <= dataset.num_shards:
+        return num_workers
+    logger.warning(
+        "The stream has %d shard(s): using %d DataLoader workers instead of %d.",
+        dataset.num_shards,
+        dataset.num_shards,
+        num_workers,
+    )
+    return dataset.num_shards
+
+
+def lm_data_collator(
+    tokenizer: PreTrainedTokenizerBase,
+    objective: Literal["causal", "masked"],
+    *,
+    mlm_probability: float = 0.15,
+    pad_to_multiple_of: int | None = None,
+    seed: int | None = None,
+) -> DataCollatorForLanguageModeling:
+    """transformers' language-modelling collator for a training objective.
+
+    causal: labels = input_ids (the model shifts them), padding -> -100. masked: `mlm_probability` of the
+    non-special tokens are chosen; of those 80% become [MASK], 10% a random token, 10% stay; labels are -100
+    everywhere else.
+    """
+    if tokenizer.pad_token is None:
+        raise ValueError(
+            "The tokenizer has no pad token; the language-modelling collator needs one to pad batches."
+        )
+    if objective == "causal":
+        return DataCollatorForLanguageModeling(
+            tokenizer=tokenizer, mlm=False, pad_to_multiple_of=pad_to_multiple_of, seed=seed
+        )
+    if objective == "masked":
+        if tokenizer.mask_token is None:
+            raise ValueError(
+                "Masked language modelling needs a tokenizer with a mask token (wordpiece has [MASK])."
+            )
+        return DataCollatorForLanguageModeling(
+            tokenizer=tokenizer,
+            mlm=True,
+            mlm_probability=mlm_probability,
+            pad_to_multiple_of=pad_to_multiple_of,
+            seed=seed,
+        )
+    raise ValueError(f"Unknown objective {objective!r}; expected 'causal' or 'masked'.")
+
+
+def batch_iterator(
+    dataset: Dataset | IterableDataset, text_column: str = "text", batch_size: int = 1000
+) -> Iterator[list[str]]:
+    """Yield lists of non-empty texts from `dataset`, streaming (for tokenizer training: nothing is held in memory).
+
+    Use `itertools.chain.from_iterable(batch_iterator(...))` to get the texts one by one.
+    """
+    _check_text_column(dataset, text_column, "The dataset")
+    for batch in dataset.select_columns([text_column]).iter(batch_size=batch_size):
+        texts = [text for text in batch[text_column] if text]
+        if texts:
+            yield texts

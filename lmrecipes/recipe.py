@@ -1,0 +1,94 @@
+"""Recipes: flat YAML files whose fields fill the model, data and TrainingArguments dataclasses.
+
+`scripts/pretrain.py recipes/mini_gpt/tiny.yaml --learning_rate 1e-3` reads the YAML, then lets every command-line
+`--field value` override it. Parsing goes through transformers' `HfArgumentParser`, so types, choices and help texts
+are the dataclasses' own; a field that no dataclass has is an error that names the recipe file and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+from lmrecipes.hub import reject_token_fields
+from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used as written."""
+
+
+def _to_cli(key: str, value: Any) -> list[str]:
+    """One YAML field as the command-line words argparse expects (the parser then applies the real types)."""
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        return [f"--{key}", str(value).lower()]
+    if isinstance(value, list):
+        return [f"--{key}", *(str(v) for v in value)]
+    if isinstance(value, dict):
+        return [f"--{key}", json.dumps(value)]
+    return [f"--{key}", str(value)]
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}")
+    recipe = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(recipe, dict):
+        raise RecipeError(f"{path}: a recipe is a flat mapping of field: value, got {type(recipe).__name__}")
+    return recipe
+
+
+def parse_recipe(dataclass_types: tuple[type, ...], argv: list[str] | None = None) -> tuple[Any, ...]:
+    """Parse `<recipe.yaml> [--field value ...]` into one instance of each dataclass.
+
+    Returns the dataclass instances followed by the merged recipe (a dict: the YAML with the overrides applied), which
+    goes into the model card.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    use_cpu_when_torchrun_has_no_accelerator()  # before TrainingArguments reads the environment
+    parser = HfArgumentParser(dataclass_types)
+    known = {field.name for dc in dataclass_types for field in dataclasses.fields(dc) if field.init}
+
+    recipe: dict[str, Any] = {}
+    recipe_path = None
+    if argv and not argv[0].startswith("-"):
+        recipe_path = argv.pop(0)
+        recipe = load_recipe(recipe_path)
+    for key in recipe:
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            raise RecipeError(
+                f"{recipe_path}: unknown field '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+            )
+    for word in argv:
+        key = word[2:].split("=", 1)[0] if word.startswith("--") else None
+        if key is not None and key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            raise RecipeError(
+                f"unknown command-line field '--{key}'" + (f" (did you mean '--{hint[0]}'?)" if hint else "")
+            )
+
+    words = [word for key, value in recipe.items() for word in _to_cli(key, value)] + argv
+    # argparse keeps the last value given for a field, so command-line overrides win over the recipe.
+    instances = parser.parse_args_into_dataclasses(args=words)
+    # The record kept in the output folder and model card: the recipe plus the overrides, as parsed values.
+    overridden = {word[2:].split("=", 1)[0] for word in argv if word.startswith("--")}
+    parsed = {key: getattr(inst, key) for inst in instances for key in overridden if hasattr(inst, key)}
+    merged = {**recipe, **{key: _plain(value) for key, value in parsed.items()}}
+    reject_token_fields(merged, source=recipe_path or "command line")
+    return (*instances, merged)
+
+
+def _plain(value: Any) -> Any:
+    """Enums and other parsed types back to YAML-friendly values."""
+    return getattr(value, "value", value)

@@ -1,0 +1,177 @@
+"""Train the tokenizers the recipes use, with the `tokenizers` library, wrapped as `PreTrainedTokenizerFast`.
+
+Two kinds:
+
+- ``byte_bpe`` (lstm_lm, mini_gpt): GPT-2 style byte-level BPE. Every byte is in the vocabulary, so any text
+  round-trips exactly (`decode(encode(text)) == text`, newlines and unicode included) and nothing is unknown.
+  Special tokens: ``<|endoftext|>`` (bos = eos = unk, as in GPT-2) and ``<pad>`` (a separate padding token, so
+  the causal LM collator, which sets the labels of padding to -100, never hides a real end of text).
+  Nothing is added around a text; the data pipeline appends eos between documents itself.
+- ``wordpiece`` (mini_bert): uncased BERT WordPiece: BERT normalizer (lowercase, accents stripped, as bert-base-uncased) and
+  pre-tokenizer, ``[PAD] [UNK] [CLS] [SEP] [MASK]`` and the BERT template ``[CLS] a [SEP]`` /
+  ``[CLS] a [SEP] b [SEP]`` with token_type_ids 0 for a and 1 for b.
+
+The returned tokenizer saves with `save_pretrained` and loads back with `AutoTokenizer.from_pretrained`, with its
+special tokens set, so pipelines and collators work on it unchanged.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from typing import Literal
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
+
+TokenizerKind = Literal["byte_bpe", "wordpiece"]
+
+TOKENIZER_KIND_BY_MODEL_TYPE: dict[str, TokenizerKind] = {
+    "lstm_lm": "byte_bpe",
+    "mini_gpt": "byte_bpe",
+    "mini_bert": "wordpiece",
+}
+
+END_OF_TEXT_TOKEN = "<|endoftext|>"
+BYTE_BPE_PAD_TOKEN = "<pad>"
+BYTE_BPE_SPECIAL_TOKENS = [END_OF_TEXT_TOKEN, BYTE_BPE_PAD_TOKEN]
+WORDPIECE_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+# Texts handed to the Rust trainer per call: big enough to keep its threads busy, small enough to stream.
+_TRAINER_BATCH_SIZE = 1000
+
+
+def _batched_nonempty(texts: Iterable[str]) -> Iterator[list[str]]:
+    """Group texts into lists for `train_from_iterator`, dropping empty ones, and fail on a non-string."""
+    iterator = iter(texts)
+    while batch := list(itertools.islice(iterator, _TRAINER_BATCH_SIZE)):
+        for text in batch:
+            if not isinstance(text, str):
+                raise TypeError(
+                    f"train_tokenizer expects an iterable of str, got an item of type {type(text).__name__}"
+                )
+        yield [text for text in batch if text]
+
+
+def _byte_bpe(vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers.Trainer]:
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    minimum_size = len(BYTE_BPE_SPECIAL_TOKENS) + len(alphabet)
+    if vocab_size < minimum_size:
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small for a byte-level BPE tokenizer: its {len(BYTE_BPE_SPECIAL_TOKENS)} "
+            f"special tokens and {len(alphabet)}-byte alphabet alone need {minimum_size}."
+        )
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    # trim_offsets: a token's character offsets leave out its leading space (as RoBERTa), which is what
+    # span tasks (question answering, token classification) need from offset mappings.
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=BYTE_BPE_SPECIAL_TOKENS,
+        initial_alphabet=alphabet,
+        show_progress=False,
+    )
+    return tokenizer, trainer
+
+
+def _wordpiece(vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers.Trainer]:
+    if vocab_size <= len(WORDPIECE_SPECIAL_TOKENS):
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small for a WordPiece tokenizer: its "
+            f"{len(WORDPIECE_SPECIAL_TOKENS)} special tokens alone need {len(WORDPIECE_SPECIAL_TOKENS)}, plus the "
+            "characters of the corpus."
+        )
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=WORDPIECE_SPECIAL_TOKENS,
+        continuing_subword_prefix="##",
+        show_progress=False,
+    )
+    return tokenizer, trainer
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    kind: TokenizerKind,
+    vocab_size: int,
+    min_frequency: int = 2,
+    model_max_length: int | None = None,
+) -> PreTrainedTokenizerFast:
+    """Train a tokenizer of the given kind on a stream of texts and wrap it for transformers.
+
+    `texts` is consumed once, lazily (a generator over a streaming dataset is fine: see
+    `lmrecipes.data.batch_iterator`). `model_max_length` is recorded on the tokenizer (the model's maximum
+    sequence length); None leaves transformers' "no limit" default.
+    """
+    if kind not in ("byte_bpe", "wordpiece"):
+        raise ValueError(f"Unknown tokenizer kind {kind!r}; expected 'byte_bpe' or 'wordpiece'.")
+    if min_frequency < 1:
+        raise ValueError(f"min_frequency must be >= 1, got {min_frequency}.")
+    if model_max_length is not None and model_max_length < 1:
+        raise ValueError(f"model_max_length must be >= 1, got {model_max_length}.")
+
+    tokenizer, trainer = (
+        _byte_bpe(vocab_size, min_frequency) if kind == "byte_bpe" else _wordpiece(vocab_size, min_frequency)
+    )
+
+    seen_text = False
+
+    def batches_noting_text() -> Iterator[list[str]]:
+        nonlocal seen_text
+        for batch in _batched_nonempty(texts):
+            seen_text = seen_text or bool(batch)
+            yield batch
+
+    tokenizer.train_from_iterator(batches_noting_text(), trainer=trainer)
+    if not seen_text:
+        raise ValueError(
+            "Cannot train a tokenizer on an empty corpus: the texts given contain no non-empty string."
+        )
+
+    trained_size = tokenizer.get_vocab_size()
+    if trained_size > vocab_size:
+        # The trainers always keep the special tokens and the whole alphabet (every character of the corpus, and
+        # for WordPiece its "##" continuation form too), even past vocab_size.
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small for this corpus: the special tokens and the alphabet alone "
+            f"need {trained_size} entries. Use vocab_size >= {trained_size}."
+        )
+
+    wrapper_kwargs = {} if model_max_length is None else {"model_max_length": model_max_length}
+    if kind == "byte_bpe":
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tokenizer,
+            bos_token=END_OF_TEXT_TOKEN,
+            eos_token=END_OF_TEXT_TOKEN,
+            unk_token=END_OF_TEXT_TOKEN,
+            pad_token=BYTE_BPE_PAD_TOKEN,
+            model_input_names=["input_ids", "attention_mask"],
+            clean_up_tokenization_spaces=False,  # exact round trip: " ," must stay " ,"
+            **wrapper_kwargs,
+        )
+
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+        clean_up_tokenization_spaces=False,  # the WordPiece decoder already cleans up spaces before punctuation
+        **wrapper_kwargs,
+    )

@@ -1,0 +1,97 @@
+"""Configuration of the LSTM language model (`model_type = "lstm_lm"`).
+
+Imports only torch and transformers, so it travels to the Hub as remote code next to the weights.
+"""
+
+from transformers import PreTrainedConfig
+
+CLASSIFIER_POOLINGS = ("last", "mean")
+
+
+class LSTMLMConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`LSTMLMModel`] and its heads: token embedding -> multi-layer LSTM -> head.
+
+    Args:
+        vocab_size (`int`, defaults to 32000): number of tokens in the vocabulary.
+        embedding_size (`int`, defaults to 512): width of the token embeddings (the LSTM input).
+        hidden_size (`int`, defaults to 512): width of the LSTM hidden and cell states.
+        num_hidden_layers (`int`, defaults to 2): number of stacked LSTM layers.
+        embedding_dropout (`float`, defaults to 0.1): dropout on the token embeddings.
+        hidden_dropout (`float`, defaults to 0.1): dropout between LSTM layers (the `dropout` of `nn.LSTM`).
+        output_dropout (`float`, defaults to 0.1): dropout on the output of the last LSTM layer.
+        tie_word_embeddings (`bool`, defaults to `True`): share the input embedding matrix with the output layer
+            of the language-model head. When `embedding_size != hidden_size`, the head first projects the
+            LSTM output from `hidden_size` to `embedding_size`.
+        classifier_pooling (`str`, defaults to `"last"`): how [`LSTMLMForSequenceClassification`] pools a
+            sequence: `"last"` (the last real token) or `"mean"` (the mean over real tokens).
+        use_cache (`bool`, defaults to `True`): whether inference returns the recurrent state for reuse.
+        pad_token_id, bos_token_id, eos_token_id (`int`, *optional*): special token ids, each `< vocab_size`.
+
+    Example:
+
+    ```python
+    >>> config = LSTMLMConfig(vocab_size=300, embedding_size=32, hidden_size=64, num_hidden_layers=2)
+    >>> model = LSTMLMForCausalLM(config)
+    ```
+    """
+
+    model_type = "lstm_lm"
+    # The recurrent state is not a prediction: Trainer must not try to gather it during evaluation.
+    keys_to_ignore_at_inference = ["past_key_values"]
+
+    vocab_size: int = 32000
+    embedding_size: int = 512
+    hidden_size: int = 512
+    num_hidden_layers: int = 2
+    embedding_dropout: float = 0.1
+    hidden_dropout: float = 0.1
+    output_dropout: float = 0.1
+    tie_word_embeddings: bool = True
+    classifier_pooling: str = "last"
+    use_cache: bool = True
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        # Fail at construction, before a model is built or a training run starts.
+        self.check_fields()
+
+    def validate(self) -> None:
+        # Also re-checked by `save_pretrained`, which calls `validate()`, in case a field was changed after init.
+        super().validate()
+        self.check_fields()
+
+    def check_fields(self) -> None:
+        """Raise `ValueError` naming the first field whose value cannot build a working model."""
+        for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"LSTMLMConfig.{name} must be a positive integer, got {value!r}.")
+        for name in ("embedding_dropout", "hidden_dropout", "output_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"LSTMLMConfig.{name} must be a probability in [0, 1), got {value!r}.")
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            value = getattr(self, name)
+            token_ids = value if isinstance(value, (list, tuple)) else [value]
+            for token_id in token_ids:
+                if token_id is None:
+                    continue
+                if isinstance(token_id, bool) or not isinstance(token_id, int):
+                    raise ValueError(f"LSTMLMConfig.{name} must be an integer token id, got {value!r}.")
+                if not 0 <= token_id < self.vocab_size:
+                    raise ValueError(
+                        f"LSTMLMConfig.{name}={value!r} is outside the vocabulary "
+                        f"(vocab_size={self.vocab_size}, valid ids are 0..{self.vocab_size - 1})."
+                    )
+        if self.classifier_pooling not in CLASSIFIER_POOLINGS:
+            raise ValueError(
+                f"LSTMLMConfig.classifier_pooling must be one of {CLASSIFIER_POOLINGS}, "
+                f"got {self.classifier_pooling!r}."
+            )
+
+
+__all__ = ["LSTMLMConfig"]

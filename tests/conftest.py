@@ -1,0 +1,47 @@
+"""Shared test set-up: offline Hub, the dataset mirror, and tiny tokenizers trained on the fly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_MIRROR = REPO_ROOT.parent / "shared" / "datasets"
+
+# Nothing in the test suite may reach the Hugging Face Hub: these machines have no route to it, and tests must not
+# depend on the network anyway. The data mirror stands in for the Hub datasets the recipes name.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+if DATA_MIRROR.is_dir():
+    os.environ.setdefault("LMRECIPES_DATA_MIRROR", str(DATA_MIRROR))
+
+WORDS = (
+    "the cat dog sat on a mat and ran to house in garden with small big red blue green tree river hill "
+    "quickly slowly happy sad film movie great terrible story actor plot scene good bad boring loved hated"
+).split()
+
+
+def tiny_corpus(num_lines: int = 400) -> list[str]:
+    """Deterministic pseudo-sentences over a small vocabulary: enough for BPE/WordPiece merges to be learned."""
+    lines = []
+    for i in range(num_lines):
+        length = 5 + (i * 7) % 9
+        lines.append(" ".join(WORDS[(i * 13 + j * j * 5 + j) % len(WORDS)] for j in range(length)) + ".")
+    return lines
+
+
+@pytest.fixture(scope="session")
+def byte_bpe_tokenizer():
+    from lmrecipes.tokenization import train_tokenizer
+
+    return train_tokenizer(tiny_corpus(), kind="byte_bpe", vocab_size=320, model_max_length=64)
+
+
+@pytest.fixture(scope="session")
+def wordpiece_tokenizer():
+    from lmrecipes.tokenization import train_tokenizer
+
+    return train_tokenizer(tiny_corpus(), kind="wordpiece", vocab_size=200, model_max_length=64)

@@ -1,0 +1,33 @@
+"""Running the real scripts the way users do: `accelerate launch --config_file ... scripts/<script>.py <recipe>`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ACCELERATE = Path(sys.executable).with_name("accelerate")
+
+
+def accelerate_launch(
+    script: str, recipe: str, *overrides: str, config: str = "cpu.yaml", timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """Launch scripts/<script> on a recipe with overrides; raise with the output's tail if it fails."""
+    command = [
+        str(ACCELERATE),
+        "launch",
+        "--config_file",
+        str(REPO_ROOT / "accelerate_configs" / config),
+        "--num_cpu_threads_per_process",
+        "1",
+        str(REPO_ROOT / "scripts" / script),
+        str(REPO_ROOT / recipe),
+        *overrides,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result

@@ -1,0 +1,240 @@
+"""Pretraining end to end: the tiny recipe of each family through `accelerate launch`, 2 processes versus 1,
+resuming after an interruption, and the errors bad input gets before training starts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from launch import REPO_ROOT, accelerate_launch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, TrainingArguments
+
+from lmrecipes.data import DataArguments
+from lmrecipes.modeling import ModelArguments
+from lmrecipes.pretraining import pretrain
+from lmrecipes.recipe import RecipeError, parse_recipe
+from lmrecipes.training import COMPLETE_MARKER, NonFiniteLossError, last_complete_checkpoint
+
+pytestmark = pytest.mark.skipif(
+    not (REPO_ROOT.parent / "shared" / "datasets").is_dir(),
+    reason="needs the dataset mirror ../shared/datasets",
+)
+
+ARGUMENT_TYPES = (ModelArguments, DataArguments, TrainingArguments)
+
+
+def eval_losses(output_dir: Path) -> list[float]:
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    return [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+
+
+def train_losses(output_dir: Path) -> list[float]:
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    return [entry["loss"] for entry in history if "loss" in entry]
+
+
+@pytest.fixture(scope="module")
+def gpt_run(tmp_path_factory) -> Path:
+    """One single-process run of the mini_gpt tiny recipe, shared by the tests that compare against it."""
+    output_dir = tmp_path_factory.mktemp("mini_gpt-tiny")
+    accelerate_launch("pretrain.py", "recipes/mini_gpt/tiny.yaml", "--output_dir", str(output_dir))
+    return output_dir
+
+
+@pytest.mark.parametrize("family", ["lstm_lm", "mini_bert", "mini_gpt"])
+def test_tiny_recipe_end_to_end(family, gpt_run, tmp_path):
+    if family == "mini_gpt":
+        output_dir = gpt_run
+    else:
+        output_dir = tmp_path / family
+        accelerate_launch("pretrain.py", f"recipes/{family}/tiny.yaml", "--output_dir", str(output_dir))
+
+    losses = eval_losses(output_dir)  # the recipe evaluates at the start, midway and at the end
+    assert len(losses) >= 3 and losses[-1] < losses[0], losses
+    results = json.loads((output_dir / "all_results.json").read_text())
+    assert results["eval_perplexity"] == pytest.approx(
+        torch.tensor(results["eval_loss"]).exp().item(), rel=1e-4
+    )
+
+    # The output folder is a complete model: it loads with from_pretrained, next to its tokenizer and card.
+    auto_class = AutoModelForMaskedLM if family == "mini_bert" else AutoModelForCausalLM
+    model = auto_class.from_pretrained(output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    assert model.config.model_type == family and model.config.vocab_size == len(tokenizer)
+    card = (output_dir / "README.md").read_text()
+    assert family in card and f"{results['eval_perplexity']:.2f}"[:4] in card
+
+
+def test_two_processes_match_one_with_the_same_global_batch(gpt_run, tmp_path):
+    """2 gloo processes x 4 examples follow the loss curve of 1 process x 8 examples.
+
+    Tolerance: 0.02 nats per logged loss; the runs differ only in the order of floating-point reductions.
+    """
+    output_dir = tmp_path / "two_processes"
+    accelerate_launch(
+        "pretrain.py",
+        "recipes/mini_gpt/tiny.yaml",
+        "--output_dir",
+        str(output_dir),
+        "--per_device_train_batch_size",
+        "4",
+        "--tokenizer_name_or_path",
+        str(gpt_run),
+        config="multi_cpu.yaml",
+    )
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert state["train_batch_size"] == 4
+    single, double = train_losses(gpt_run), train_losses(output_dir)
+    assert len(single) == len(double) >= 8
+    assert max(abs(a - b) for a, b in zip(single, double, strict=True)) < 0.02, (single, double)
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["map_style", "streaming"])
+def test_resuming_after_an_interruption_reaches_the_same_weights(streaming, gpt_run, tmp_path):
+    """A run that died after its step-20 checkpoint, resumed with the same command, ends where an uninterrupted run
+    ends: same weights, bit for bit. Streaming runs resume at the same position in the stream."""
+    output_dir = tmp_path / "run"
+    command = ["--output_dir", str(output_dir), "--tokenizer_name_or_path", str(gpt_run)]
+    command += ["--streaming", "true", "--max_train_samples", "1000"] if streaming else []
+    accelerate_launch("pretrain.py", "recipes/mini_gpt/tiny.yaml", *command)
+    uninterrupted = load_file(output_dir / "model.safetensors")
+
+    # Leave the folder as a crash between step 20 and step 40 would: only the step-20 checkpoint is complete, and a
+    # later one was being written (no completion marker).
+    for path in output_dir.iterdir():
+        if path.name != "checkpoint-20" and not path.name.startswith("tokenizer"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    shutil.copytree(output_dir / "checkpoint-20", output_dir / "checkpoint-30")
+    (output_dir / "checkpoint-30" / COMPLETE_MARKER).unlink()
+    (output_dir / "checkpoint-30" / "model.safetensors").write_bytes(b"half-written")
+    assert last_complete_checkpoint(output_dir) == str(output_dir / "checkpoint-20")
+
+    result = accelerate_launch("pretrain.py", "recipes/mini_gpt/tiny.yaml", *command)
+    assert "resuming from" in result.stderr and "checkpoint-20" in result.stderr
+    resumed = load_file(output_dir / "model.safetensors")
+    assert uninterrupted.keys() == resumed.keys()
+    for name in uninterrupted:
+        torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=0, msg=name)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Bad input: a clear error before training starts
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def run_in_process(tmp_path: Path, *overrides: str) -> dict:
+    model_args, data_args, training_args, recipe = parse_recipe(
+        ARGUMENT_TYPES,
+        [str(REPO_ROOT / "recipes/mini_gpt/tiny.yaml"), "--output_dir", str(tmp_path), *overrides],
+    )
+    return pretrain(model_args, data_args, training_args, recipe)
+
+
+def test_unknown_recipe_field_is_an_error(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model_type: mini_gpt\nhiden_size: 64\n")
+    with pytest.raises(
+        RecipeError, match=r"recipe.yaml: unknown field 'hiden_size' \(did you mean 'hidden_size'"
+    ):
+        parse_recipe(ARGUMENT_TYPES, [str(recipe)])
+    with pytest.raises(RecipeError, match="--learnig_rate"):
+        parse_recipe(ARGUMENT_TYPES, [str(REPO_ROOT / "recipes/mini_gpt/tiny.yaml"), "--learnig_rate", "1"])
+
+
+def test_command_line_overrides_the_recipe(tmp_path):
+    model_args, _, training_args, recipe = parse_recipe(
+        ARGUMENT_TYPES,
+        [str(REPO_ROOT / "recipes/mini_gpt/tiny.yaml"), "--hidden_size", "48", "--max_steps", "7"],
+    )
+    assert model_args.hidden_size == 48 and training_args.max_steps == 7
+    assert recipe["hidden_size"] == 48 and recipe["num_hidden_layers"] == 2
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (("--dataset_name", "nobody/no_such_dataset"), "nobody/no_such_dataset"),
+        (("--dataset_config_name", "wikitext-99"), "wikitext-99"),
+        (("--text_column", "body"), "body"),
+        (("--block_size", "128"), "block_size"),
+    ],
+    ids=["missing_dataset", "missing_config", "missing_column", "block_size_above_max_positions"],
+)
+def test_bad_input_fails_before_training(tmp_path, overrides, message, gpt_run):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        run_in_process(tmp_path, "--tokenizer_name_or_path", str(gpt_run), *overrides)
+    assert not list(tmp_path.glob("checkpoint-*")), "training started despite the bad input"
+
+
+def test_tokenizer_larger_than_the_model_vocabulary_is_an_error(gpt_run, tmp_path):
+    with pytest.raises(ValueError, match="vocab"):
+        run_in_process(
+            tmp_path,
+            "--model_name_or_path",
+            str(gpt_run),
+            "--tokenizer_name_or_path",
+            str(big_tokenizer(tmp_path)),
+        )
+    assert not list(tmp_path.glob("checkpoint-*"))
+
+
+def big_tokenizer(tmp_path: Path) -> Path:
+    from conftest import tiny_corpus
+
+    from lmrecipes.tokenization import train_tokenizer
+
+    folder = tmp_path / "big_tokenizer"
+    train_tokenizer(tiny_corpus() * 3, kind="byte_bpe", vocab_size=400).save_pretrained(folder)
+    return folder
+
+
+def test_empty_corpus_is_an_error(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n   \n")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"model_type: lstm_lm\ntrain_file: {empty}\nvalidation_file: {empty}\nreport_to: none\n"
+    )
+    model_args, data_args, training_args, recipe = parse_recipe(
+        ARGUMENT_TYPES, [str(recipe), "--output_dir", str(tmp_path / "out")]
+    )
+    with pytest.raises(ValueError, match="empty"):
+        pretrain(model_args, data_args, training_args, recipe)
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(gpt_run, tmp_path):
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step"):
+        run_in_process(
+            tmp_path,
+            "--tokenizer_name_or_path",
+            str(gpt_run),
+            "--learning_rate",
+            "1e30",
+            "--warmup_steps",
+            "0",
+            "--lr_scheduler_type",
+            "constant",
+            "--max_grad_norm",
+            "0",
+            "--logging_steps",
+            "1",
+            "--save_steps",
+            "1",
+            "--eval_strategy",
+            "no",
+            "--eval_on_start",
+            "false",
+        )
+    checkpoints = sorted(tmp_path.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert checkpoints, "no checkpoint was kept"
+    last = checkpoints[-1]
+    assert last_complete_checkpoint(tmp_path) == str(last)
+    weights = load_file(last / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values()), (
+        "a checkpoint with non-finite weights was saved"
+    )
+    assert not (tmp_path / "model.safetensors").exists(), "the final model was saved despite the divergence"

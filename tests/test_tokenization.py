@@ -1,0 +1,152 @@
+"""Tokenizer training: round trips, special tokens and templates, save/load, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerFast
+
+from lmrecipes.tokenization import TOKENIZER_KIND_BY_MODEL_TYPE, train_tokenizer
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.\n",
+    "A lobster is a marine crustacean; lobsters live on the sea floor.\n",
+    "Language models predict the next token , one token at a time .\n",
+    "",
+    "Tokenizers split text into sub-word units, and merge frequent pairs.\n",
+] * 20
+
+
+@pytest.fixture(scope="module")
+def byte_bpe() -> PreTrainedTokenizerFast:
+    return train_tokenizer(iter(CORPUS), "byte_bpe", vocab_size=300, model_max_length=32)
+
+
+@pytest.fixture(scope="module")
+def wordpiece() -> PreTrainedTokenizerFast:
+    return train_tokenizer(iter(CORPUS), "wordpiece", vocab_size=200, model_max_length=32)
+
+
+def test_kind_by_model_type():
+    assert TOKENIZER_KIND_BY_MODEL_TYPE == {
+        "lstm_lm": "byte_bpe",
+        "mini_gpt": "byte_bpe",
+        "mini_bert": "wordpiece",
+    }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The quick brown fox.",
+        "  leading spaces, trailing newline\n\nand a blank line\n",
+        "tabs\tand , spaced punctuation . ",
+        "Unicode: Héllo wörld, 日本語, emoji 🦞, Ελληνικά — “quotes”",
+        "<unk> tokens stay text",
+    ],
+)
+def test_byte_bpe_round_trips_any_text_exactly(byte_bpe, text):
+    ids = byte_bpe(text)["input_ids"]
+    assert byte_bpe.decode(ids) == text
+    assert byte_bpe.unk_token_id not in ids  # byte-level: nothing is unknown
+
+
+def test_byte_bpe_special_tokens_and_no_added_tokens(byte_bpe):
+    assert len(byte_bpe) == 300
+    assert byte_bpe.bos_token == byte_bpe.eos_token == byte_bpe.unk_token == "<|endoftext|>"
+    assert byte_bpe.pad_token == "<pad>"
+    assert byte_bpe.pad_token_id != byte_bpe.eos_token_id
+    assert byte_bpe.model_max_length == 32
+    encoding = byte_bpe("the lazy dog")
+    assert byte_bpe.eos_token_id not in encoding["input_ids"]
+    assert byte_bpe.decode(encoding["input_ids"]) == "the lazy dog"
+    assert set(encoding) == {"input_ids", "attention_mask"}  # no token_type_ids for GPT-style models
+    # BPE learned merges: frequent words are fewer tokens than bytes.
+    assert len(byte_bpe("lobster")["input_ids"]) < len("lobster")
+
+
+def test_wordpiece_template_and_special_tokens(wordpiece):
+    assert (
+        wordpiece.pad_token,
+        wordpiece.unk_token,
+        wordpiece.cls_token,
+        wordpiece.sep_token,
+        wordpiece.mask_token,
+    ) == (
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+    )
+    single = wordpiece("the lazy dog")
+    tokens = wordpiece.convert_ids_to_tokens(single["input_ids"])
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]"
+    assert tokens.count("[SEP]") == 1
+
+    pair = wordpiece("the lazy dog", "a fox")
+    tokens = wordpiece.convert_ids_to_tokens(pair["input_ids"])
+    first_sep = tokens.index("[SEP]")
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and tokens.count("[SEP]") == 2
+    assert pair["token_type_ids"] == [0] * (first_sep + 1) + [1] * (len(tokens) - first_sep - 1)
+
+
+def test_wordpiece_round_trip_modulo_normalisation(wordpiece):
+    text = "The Lazy DOG jumps over the quick brown fox."
+    ids = wordpiece(text)["input_ids"]
+    assert wordpiece.decode(ids, skip_special_tokens=True) == text.lower()
+    # An unseen word is split into known pieces with "##" continuations and decodes back whole.
+    unseen = wordpiece("foxdog", add_special_tokens=False)["input_ids"]
+    assert len(unseen) > 1 and wordpiece.convert_ids_to_tokens(unseen)[1].startswith("##")
+    assert wordpiece.decode(unseen) == "foxdog"
+
+
+@pytest.mark.parametrize("kind", ["byte_bpe", "wordpiece"])
+def test_save_and_load_with_auto_tokenizer(tmp_path, byte_bpe, wordpiece, kind):
+    tokenizer = byte_bpe if kind == "byte_bpe" else wordpiece
+    tokenizer.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    text = "The lazy lobster , on the sea floor.\n"
+    assert loaded(text) == tokenizer(text)
+    assert loaded(text, "a pair") == tokenizer(text, "a pair")
+    assert loaded.all_special_tokens == tokenizer.all_special_tokens
+    assert (loaded.pad_token_id, loaded.eos_token_id, loaded.mask_token_id) == (
+        tokenizer.pad_token_id,
+        tokenizer.eos_token_id,
+        tokenizer.mask_token_id,
+    )
+    assert loaded.model_max_length == 32
+    assert loaded.model_input_names == tokenizer.model_input_names
+
+
+@pytest.mark.parametrize("kind", ["byte_bpe", "wordpiece"])
+def test_padding_collator_uses_the_pad_token(byte_bpe, wordpiece, kind):
+    tokenizer = byte_bpe if kind == "byte_bpe" else wordpiece
+    features = [tokenizer("the lazy dog"), tokenizer("the quick brown fox jumps over")]
+    batch = DataCollatorWithPadding(tokenizer)(features)
+    short = len(features[0]["input_ids"])
+    assert batch["input_ids"].shape[0] == 2
+    assert torch.all(batch["input_ids"][0, short:] == tokenizer.pad_token_id)
+    assert torch.all(batch["attention_mask"][0, short:] == 0)
+
+
+def test_empty_corpus_is_an_error():
+    with pytest.raises(ValueError, match="empty corpus"):
+        train_tokenizer(["", ""], "byte_bpe", vocab_size=300)
+    with pytest.raises(ValueError, match="empty corpus"):
+        train_tokenizer(iter([]), "wordpiece", vocab_size=100)
+
+
+def test_vocab_too_small_is_an_error():
+    with pytest.raises(ValueError, match=r"vocab_size=100 .*258"):
+        train_tokenizer(CORPUS, "byte_bpe", vocab_size=100)
+    # WordPiece keeps every character (and its ## form): this corpus needs more than 20 entries.
+    with pytest.raises(ValueError, match=r"vocab_size=20 is too small for this corpus"):
+        train_tokenizer(CORPUS, "wordpiece", vocab_size=20)
+
+
+def test_bad_arguments_are_errors():
+    with pytest.raises(ValueError, match="Unknown tokenizer kind"):
+        train_tokenizer(CORPUS, "sentencepiece", vocab_size=300)
+    with pytest.raises(TypeError, match="iterable of str"):
+        train_tokenizer([b"bytes"], "byte_bpe", vocab_size=300)
