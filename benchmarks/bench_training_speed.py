@@ -96,7 +96,11 @@ class TrainingSpeedArguments:
     warmup_steps: int = field(default=3, metadata={"help": "Untimed steps per model before timing."})
     timed_steps: int = field(default=10, metadata={"help": "Timed steps per model (median reported)."})
     threads: int | None = field(default=None, metadata={"help": "torch.set_num_threads (default: torch's)."})
-    matmul_size: int = field(default=4096, metadata={"help": "Side of the square matmul timed for the peak."})
+    matmul_size: int | None = field(
+        default=None,
+        metadata={"help": "Side of the square matmul timed for the peak (default 2048 on CPU, 8192 on GPU)."},
+    )
+    matmul_repeats: int = field(default=30, metadata={"help": "Timed matmuls; the fastest gives the peak."})
     profile: bool = field(
         default=False, metadata={"help": "Also profile a few steps of each model with torch.profiler."}
     )
@@ -121,6 +125,9 @@ class TrainingSpeedArguments:
             raise ValueError(f"--seq_len {self.seq_len} exceeds --max_positions {self.max_positions}.")
         if self.warmup_steps < 1 or self.timed_steps < 1:
             raise ValueError("--warmup_steps and --timed_steps must be >= 1.")
+        if self.matmul_size is None:
+            # Big enough to reach the peak, small enough that the best of many runs dodges a neighbour's load.
+            self.matmul_size = 8192 if self.device.startswith("cuda") else 2048
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -190,6 +197,8 @@ def build_pair(family: str, args: TrainingSpeedArguments) -> ModelPair:
                 resid_pdrop=args.dropout,
                 attn_pdrop=args.dropout,
                 embd_pdrop=args.dropout,
+                bos_token_id=0,  # GPT-2's default 50256 lies outside a small vocabulary (transformers warns)
+                eos_token_id=0,
                 attn_implementation="sdpa",
             )
         )
@@ -312,8 +321,8 @@ def interleaved_step_times(steps: dict[str, Callable[[], None]], args, device) -
     return times
 
 
-def profile_steps(name: str, step: Callable[[], None], args, device) -> dict[str, float]:
-    """Profile a few steps; print the top operators and return self time (us per step) per operator."""
+def profile_steps(name: str, step: Callable[[], None], args, device) -> dict[str, tuple[float, float]]:
+    """Profile a few steps; print the top operators and return {operator: (self time in us, calls)} per step."""
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -323,34 +332,64 @@ def profile_steps(name: str, step: Callable[[], None], args, device) -> dict[str
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     averages = profiler.key_averages()
-    sort_key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(f"\n### torch.profiler: {name}, {args.profile_steps} steps\n")
-    print(averages.table(sort_by=sort_key, row_limit=args.profile_rows))
     attribute = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    return {event.key: getattr(event, attribute) / args.profile_steps for event in averages}
+    print(f"\n### torch.profiler: {name}, {args.profile_steps} steps\n")
+    print(averages.table(sort_by=attribute, row_limit=args.profile_rows))
+    return {
+        event.key: (getattr(event, attribute) / args.profile_steps, event.count / args.profile_steps)
+        for event in averages
+    }
 
 
-def print_profile_difference(
-    family: str, ours: dict[str, float], reference: dict[str, float], rows: int
-) -> None:
-    """Operators whose self time per step differs most between our model and the reference."""
+def print_profile_difference(family: str, ours: dict, reference: dict, rows: int) -> None:
+    """Operators whose self time per step differs most between our model and the reference, and call counts.
+
+    Call counts do not depend on machine load; times do (on a busy machine compare counts and the ops that exist
+    in one model only).
+    """
+    zero = (0.0, 0.0)
     keys = set(ours) | set(reference)
-    differences = sorted(keys, key=lambda key: -abs(ours.get(key, 0.0) - reference.get(key, 0.0)))
+    differences = sorted(keys, key=lambda key: -abs(ours.get(key, zero)[0] - reference.get(key, zero)[0]))
     table = [
         (
             f"`{key}`",
-            f"{ours.get(key, 0.0) / 1000:.2f}",
-            f"{reference.get(key, 0.0) / 1000:.2f}",
-            f"{(ours.get(key, 0.0) - reference.get(key, 0.0)) / 1000:+.2f}",
+            f"{ours.get(key, zero)[0] / 1000:.2f}",
+            f"{reference.get(key, zero)[0] / 1000:.2f}",
+            f"{(ours.get(key, zero)[0] - reference.get(key, zero)[0]) / 1000:+.2f}",
+            f"{ours.get(key, zero)[1]:g}",
+            f"{reference.get(key, zero)[1]:g}",
         )
         for key in differences[:rows]
     ]
-    print(f"\n### {family}: operators with the largest self-time difference (ms per step)\n")
-    print(markdown_table(["operator", "ours", "reference", "ours - reference"], table))
+    print(f"\n### {family}: operators with the largest self-time difference (per step)\n")
     print(
-        f"\nTotal self time per step: ours {sum(ours.values()) / 1000:.1f} ms, "
-        f"reference {sum(reference.values()) / 1000:.1f} ms"
+        markdown_table(
+            ["operator", "ours ms", "reference ms", "difference ms", "ours calls", "ref calls"], table
+        )
     )
+    count_differences = sorted(
+        (key for key in keys if ours.get(key, zero)[1] != reference.get(key, zero)[1]),
+        key=lambda key: -abs(ours.get(key, zero)[1] - reference.get(key, zero)[1]),
+    )
+    print(f"\n### {family}: operators called a different number of times (per step)\n")
+    print(
+        markdown_table(
+            ["operator", "ours calls", "reference calls", "ours ms", "reference ms"],
+            [
+                (
+                    f"`{key}`",
+                    f"{ours.get(key, zero)[1]:g}",
+                    f"{reference.get(key, zero)[1]:g}",
+                    f"{ours.get(key, zero)[0] / 1000:.2f}",
+                    f"{reference.get(key, zero)[0] / 1000:.2f}",
+                )
+                for key in count_differences[:rows]
+            ],
+        )
+    )
+    total_ours = sum(time for time, _ in ours.values()) / 1000
+    total_reference = sum(time for time, _ in reference.values()) / 1000
+    print(f"\nTotal self time per step: ours {total_ours:.1f} ms, reference {total_reference:.1f} ms")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -361,7 +400,7 @@ def print_profile_difference(
 def measure_peak(device: torch.device, args: TrainingSpeedArguments) -> float:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     print(f"Measuring the {dtype} matmul peak on {device} ...", flush=True)
-    peak = measured_matmul_peak(device, dtype, size=args.matmul_size)
+    peak = measured_matmul_peak(device, dtype, size=args.matmul_size, repeats=args.matmul_repeats)
     print(f"Peak: {si(peak, 'FLOP/s')}", flush=True)
     return peak
 
@@ -524,7 +563,8 @@ def results_markdown(report: dict, table: str) -> str:
             "goes through (block linears, MLM head dense, the tied LM head; LSTM: 4 x hidden x (input + hidden) "
             "per layer), attention = 6 x layers x seq x hidden (causal) or 12 x layers x seq x hidden "
             "(bidirectional). MFU = FLOPs/token x tokens/s / measured peak.",
-            f"Measured peak ({report['peak_dtype']} {args['matmul_size']}^3 matmul, best of 10, measured before "
+            f"Measured peak ({report['peak_dtype']} {args['matmul_size']}^3 matmul, best of {args['matmul_repeats']}, "
+            "measured before "
             f"and after the models, the higher counts): **{si(report['matmul_peak_flops'], 'FLOP/s')}** "
             f"(measurements: {', '.join(si(p, 'FLOP/s') for p in report['matmul_peak_measurements'])}).",
             table,

@@ -71,7 +71,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def measured_matmul_peak(
-    device: torch.device, dtype: torch.dtype, size: int = 4096, repeats: int = 10
+    device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 30
 ) -> float:
     """FLOP/s of the fastest of `repeats` square (size x size) @ (size x size) matmuls: the machine's practical peak.
 

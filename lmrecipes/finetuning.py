@@ -3,12 +3,12 @@
 A fine-tuning script parses `FinetuneArguments` (which model, early stopping), `FinetuneDataArguments` (which
 dataset, sample limits), its task's arguments and `TrainingArguments` from a recipe, then:
 
-    raw = load_split(data_args, data_args.train_split)                  # Hub (through the mirror) or local file
-    raw = drop_bad_examples(raw, {"empty text": ...}, "train split")   # one summary line; error if none left
-    raw = take_samples(raw, data_args.max_train_samples, seed)
+    raw = load_split(data_args, data_args.train_split)                # Hub (through the mirror) or local file
+    raw = take_samples(raw, data_args.max_train_samples, seed)        # random rows: some datasets are sorted
+    raw = drop_bad_examples(raw, {"empty text": ...}, "train split")  # one summary line; error if none left
     model = load_for_finetuning(AutoModelForXxx, finetune_args, num_labels=...)
     trainer = LMTrainer(..., callbacks=early_stopping(finetune_args, training_args))
-    metrics = train_evaluate_and_save(trainer, tokenizer, recipe)      # all_results.json + model card
+    metrics = train_evaluate_and_save(trainer, tokenizer, recipe)     # all_results.json + model card
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from transformers.trainer_utils import IntervalStrategy
 
 from lmrecipes import data
 from lmrecipes.cards import build_model_card
-from lmrecipes.launch import check_world_size
 from lmrecipes.registry import complete_auto_map
 from lmrecipes.training import last_complete_checkpoint
 
@@ -187,10 +186,13 @@ class FinetuneDataArguments:
     )
     max_train_samples: int | None = field(
         default=None,
-        metadata={"help": "Train on N randomly chosen usable examples (seeded by `seed`): quick runs."},
+        metadata={
+            "help": "Keep N randomly chosen training rows (seeded by `seed`; unusable ones among them are then "
+            "dropped): quick runs."
+        },
     )
     max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Evaluate on N randomly chosen usable examples (seeded by `seed`)."}
+        default=None, metadata={"help": "Keep N randomly chosen evaluation rows (seeded by `seed`)."}
     )
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for tokenizing the dataset."}
@@ -222,7 +224,9 @@ class FinetuneDataArguments:
                 raise FileNotFoundError(f"{name}={path!r} does not exist or is not a file.")
             builders.add(TASK_FILE_BUILDERS[extension])
         if len(builders) > 1:
-            raise ValueError(f"train_file and validation_file must have the same format, got {sorted(builders)}.")
+            raise ValueError(
+                f"train_file and validation_file must have the same format, got {sorted(builders)}."
+            )
         if self.train_split == self.eval_split:
             raise ValueError(
                 f"train_split and eval_split are both {self.train_split!r}; evaluate on another split."
@@ -278,14 +282,15 @@ def train_evaluate_and_save(
     model and the final evaluation are the best checkpoint's.
     """
     args = trainer.args
-    check_world_size(args)
     output_dir = Path(args.output_dir)
     checkpoint = args.resume_from_checkpoint or last_complete_checkpoint(output_dir)
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     if trainer.state.best_model_checkpoint:
-        logger.info("best checkpoint: %s (%s)", trainer.state.best_model_checkpoint, trainer.state.best_metric)
+        logger.info(
+            "best checkpoint: %s (%s)", trainer.state.best_model_checkpoint, trainer.state.best_metric
+        )
 
     trainer.save_model()
     trainer.log_metrics("train", train_result.metrics)

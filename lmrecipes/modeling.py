@@ -67,6 +67,13 @@ class ModelArguments:
     dropout: float | None = field(
         default=None, metadata={"help": "Sets every dropout probability of the family."}
     )
+    truncated_bptt: bool = field(
+        default=False,
+        metadata={
+            "help": "lstm_lm only: carry the LSTM state across consecutive blocks (truncated BPTT over parallel "
+            "streams of the corpus in order; see lmrecipes/tbptt.py). Needs streaming: false."
+        },
+    )
     attn_implementation: str | None = field(
         default=None,
         metadata={"help": "Attention implementation: sdpa (default), eager, flash_attention_2, ..."},

@@ -120,7 +120,9 @@ def _check_example(example: Any) -> tuple[str, str]:
             f"{type(example).__name__}."
         )
     for field in ("question", "context"):
-        value = example.get(field)
+        if field not in example:
+            raise ValueError(f"The input has no `{field}`; it has {sorted(example)}.")
+        value = example[field]
         if not isinstance(value, str):
             raise ValueError(f"The input's `{field}` must be a string, got {type(value).__name__}.")
         if not value.strip():
@@ -235,8 +237,9 @@ class ExtractiveQuestionAnsweringPipeline(ChunkPipeline):
         offset_mappings = [window["offset_mapping"] for window in windows]
 
         def logits(key: str) -> list[np.ndarray]:
-            # Batched windows are padded to the longest: cut each back to its own tokens, so that padding takes
-            # no n-best slot and the answer does not depend on batch_size.
+            # Batched windows are padded (on the right: encoders with absolute positions need it) to the longest:
+            # cut each back to its own tokens, so that padding takes no n-best slot and answers do not depend on
+            # batch_size.
             return [
                 window[key][0, : len(offsets)].float().numpy()
                 for window, offsets in zip(windows, offset_mappings, strict=True)
@@ -317,7 +320,7 @@ class Seq2SeqTranslationPipeline(Pipeline):
             decoder_tokenizer = AutoTokenizer.from_pretrained(decoder_tokenizer)
         elif decoder_tokenizer is None:
             decoder_tokenizer = _load_decoder_tokenizer(self.model.name_or_path)
-        self.decoder_tokenizer = self.tokenizer
+        self.decoder_tokenizer = decoder_tokenizer if decoder_tokenizer is not None else self.tokenizer
         # The base class took the source tokenizer's pad id; finished sequences are padded in the target vocabulary.
         if self.decoder_tokenizer.pad_token_id is not None:
             self._generation_defaults["pad_token_id"] = self.decoder_tokenizer.pad_token_id

@@ -16,6 +16,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArgumen
 
 from lmrecipes import data
 from lmrecipes.cards import build_model_card, save_recipe
+from lmrecipes.evaluation import published_metrics
 from lmrecipes.hub import prepare_trainer_push, push_trained_model
 from lmrecipes.launch import check_world_size
 from lmrecipes.modeling import (
@@ -24,6 +25,7 @@ from lmrecipes.modeling import (
     build_pretraining_model,
     max_positions,
 )
+from lmrecipes.tbptt import TBPTTTrainer, check_truncated_bptt_arguments
 from lmrecipes.tokenization import TOKENIZER_KIND_BY_MODEL_TYPE, train_tokenizer
 from lmrecipes.training import LMTrainer, last_complete_checkpoint
 
@@ -70,6 +72,8 @@ def pretrain(
     # Everything that can be wrong with the inputs is checked here, before the first step.
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("max_steps: a streamed corpus has no length, so the recipe must set max_steps > 0")
+    if model_args.truncated_bptt:
+        check_truncated_bptt_arguments(model_args.model_type, data_args.streaming, training_args)
     prepare_trainer_push(training_args)  # no token: fail now, not after training
     if training_args.should_save and recipe is not None:
         save_recipe(output_dir, recipe)
@@ -91,7 +95,8 @@ def pretrain(
     logger.info(
         "%s: %.2fM parameters, %s objective", model_args.model_type, model.num_parameters() / 1e6, objective
     )
-    trainer = LMTrainer(
+    trainer_class = TBPTTTrainer if model_args.truncated_bptt else LMTrainer
+    trainer = trainer_class(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
@@ -110,6 +115,9 @@ def pretrain(
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
     eval_metrics = trainer.evaluate()
+    if data_args.max_eval_samples is None and trainer.is_world_process_zero():
+        # The whole split in the units papers publish (word perplexity, bits per character), whatever the tokenizer.
+        eval_metrics |= published_metrics(trainer.model, tokenizer, data_args)
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)  # also merged into all_results.json, with the train metrics
     if training_args.should_save:

@@ -92,3 +92,15 @@ def parse_recipe(dataclass_types: tuple[type, ...], argv: list[str] | None = Non
 def _plain(value: Any) -> Any:
     """Enums and other parsed types back to YAML-friendly values."""
     return getattr(value, "value", value)
+
+
+def parse_args_with_path(dataclass_type: type, path_field: str, argv: list[str] | None = None) -> Any:
+    """HfArgumentParser over one dataclass, where a first word without "--" fills `path_field`.
+
+    For tools that act on an output folder: `scripts/generate.py outputs/mini_gpt-tiny --prompt ...`.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-"):
+        argv = [f"--{path_field}", *argv]
+    (args,) = HfArgumentParser(dataclass_type).parse_args_into_dataclasses(args=argv)
+    return args

@@ -15,20 +15,24 @@ the DataLoader cuts that list into consecutive batches. With N = 12 blocks and B
     stream 0: blocks 0 1 2   stream 1: blocks 3 4 5   stream 2: blocks 6 7 8   stream 3: blocks 9 10 11
     sampler order: 0 3 6 9 | 1 4 7 10 | 2 5 8 11      (row j of every batch is the next block of stream j)
 
-Batch size and processes. B is the number of rows the whole run reads per micro-batch step, times the gradient
-accumulation steps: B = per_device_train_batch_size x processes x gradient_accumulation_steps (the Trainer's
-"total train batch size"). With several processes, accelerate's `BatchSamplerShard` hands out the sampler's
-consecutive batches of per_device_train_batch_size round-robin: process p gets batches p, p + P, p + 2P, ...
-(P processes); with `split_batches` or `dispatch_batches` each process gets slice p of a global batch instead.
-Either way each group of B consecutive sampler positions is one optimizer step, and in it
-    micro-batch k (of gradient_accumulation_steps) on process p, row j  ->  stream k*P*b + p*b + j
-(b rows per process). So every process reads its own streams, always in the same rows, block after block, and
-each (process, micro-batch k, row) keeps a state of its own. `TBPTTTrainer` keeps one state per micro-batch index
-k and feeds micro-batch k of step t+1 the state that micro-batch k of step t ended with.
+Batch size and processes. The number of streams is the Trainer's total train batch size,
+    B = per_device_train_batch_size x processes x gradient_accumulation_steps
+(with `accelerator_config.split_batches` per_device_train_batch_size is already the global batch: B = it x
+gradient_accumulation_steps). The DataLoader cuts the sampler's list into batches of per_device_train_batch_size = b,
+and accelerate's `BatchSamplerShard` deals them round-robin: process p of P gets batches p, p + P, p + 2P, ... (with
+`split_batches` or `dispatch_batches`, slice p of each global batch: the same rows). So each run of B consecutive
+positions is one optimizer step (one t), and within it
+    micro-batch k (k < gradient_accumulation_steps) on process p, row j  ->  stream k*P*b + p*b + j.
+Every process reads its own streams, each always in the same row of the same micro-batch slot, block after block, and
+every process gets the same number of full batches (a whole number of optimizer steps), so none waits for another at
+the end of an epoch and no batch is partial. `TBPTTTrainer` keeps one state per micro-batch slot k and feeds
+micro-batch k of step t+1 the state micro-batch k of step t ended with. Data parallelism only (checked with 2 DDP
+processes; FSDP and DeepSpeed shard the data the same way): tensor or context parallelism, which give several
+processes the same rows, is not supported.
 
 Why gradient accumulation adds streams instead of chaining micro-batches. Gradient accumulation is how a run reaches
-a total batch that does not fit in memory, and with this layout it does exactly that: per-device batch 4 with 2
-accumulation steps trains on the same streams, in the same order, with the same updates as per-device batch 8
+a total batch that does not fit in memory, and with this layout it does exactly that: per-device batch b with n
+accumulation steps trains on the same streams, in the same order, with the same updates as per-device batch n*b
 without accumulation (tests/test_tbptt.py checks it). Chaining the micro-batches of a step along the same streams
 instead would give each update GA consecutive chunks of fewer streams, a different (more correlated) batch than the
 total batch size the Trainer reports.
@@ -43,8 +47,8 @@ When the state restarts from zeros:
 Evaluation reads the evaluation blocks the same way (B = per_device_eval_batch_size x processes, no accumulation)
 and carries the state across them, which is the classic evaluation and the perplexity to compare with the
 literature; the state restarts from zeros at each `evaluate()`. `TBPTTTrainer(..., carry_state_in_eval=False)`
-evaluates every block from a zero state instead, like the plain Trainer, which is lower context and so a higher
-perplexity. In both cases the first token of each block is only an input, never a target (the model shifts the
+evaluates every block from a zero state instead, like the plain Trainer (less context, so usually a higher
+perplexity). In both cases the first token of each block is only an input, never a target (the model shifts the
 labels inside a block), so 1 token in block_size is not scored: a small difference from `batchify`, whose targets
 run across chunk boundaries.
 
@@ -186,7 +190,7 @@ class TBPTTTrainer(LMTrainer):
         self._train_states: dict[int, tuple[int, Any]] = {}
         self._eval_state: tuple[int, Any] | None = None
         self._micro_batch_index = 0
-        pass
+        self.add_callback(_ResetStatesAtEpochBegin(self))
 
     # ---- Layout ----
 

@@ -6,9 +6,9 @@ python scripts/generate.py outputs/mini_gpt-tiny --prompt "The" --max_new_tokens
 from dataclasses import dataclass, field
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import lmrecipes  # noqa: F401  (registers the model families)
+from lmrecipes.recipe import parse_args_with_path  # importing lmrecipes registers the model families
 
 
 @dataclass
@@ -25,7 +25,7 @@ class GenerateArguments:
 
 
 def main() -> None:
-    (args,) = HfArgumentParser(GenerateArguments).parse_args_into_dataclasses()
+    args = parse_args_with_path(GenerateArguments, "model_path")
     torch.manual_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(args.model_path, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(args.model_path).eval()

@@ -238,3 +238,13 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(gpt_r
         "a checkpoint with non-finite weights was saved"
     )
     assert not (tmp_path / "model.safetensors").exists(), "the final model was saved despite the divergence"
+
+
+def test_lstm_recipe_with_truncated_bptt_trains_and_refuses_a_stream(gpt_run, tmp_path):
+    recipe = [str(REPO_ROOT / "recipes/lstm_lm/tiny.yaml"), "--tokenizer_name_or_path", str(gpt_run)]
+    recipe += ["--truncated_bptt", "true", "--output_dir"]
+    with pytest.raises(ValueError, match="streaming"):
+        pretrain(*parse_recipe(ARGUMENT_TYPES, [*recipe, str(tmp_path / "stream"), "--streaming", "true"]))
+    pretrain(*parse_recipe(ARGUMENT_TYPES, [*recipe, str(tmp_path / "tbptt")]))
+    losses = eval_losses(tmp_path / "tbptt")
+    assert losses[-1] < losses[0], losses

@@ -1,0 +1,358 @@
+"""Sequence classification (SST-2, IMDB): fine-tune a pretrained model of any family with a classification head.
+
+`scripts/finetune_classification.py` parses a recipe and calls `finetune_classification`:
+
+    load train/eval splits -> drop unusable rows (empty text, missing label) -> tokenize (truncate, or cut long texts
+    into overlapping windows) -> AutoModelForSequenceClassification on the pretrained folder -> LMTrainer with
+    DataCollatorWithPadding -> accuracy and F1 -> all_results.json, model card
+
+Long texts (`long_text_strategy`):
+- "truncate": keep the first `max_seq_length` tokens of each text.
+- "windows": cut each text into windows of `max_seq_length` tokens, consecutive windows sharing `window_stride`
+  tokens (the tokenizer's own overflow mechanism). Every window is a training example with its text's label; at
+  evaluation the windows of a text are combined (mean of their probabilities, or of their logits) into one
+  prediction, so accuracy and F1 count texts, not windows.
+
+The causal families (lstm_lm, mini_gpt) classify from the hidden state of the last real token, found from the
+attention mask: batches are padded on the right, after that token, so padding never changes what it has seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from datasets import ClassLabel, Dataset
+from transformers import (
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    EvalPrediction,
+    PreTrainedTokenizerBase,
+    TrainingArguments,
+    set_seed,
+)
+
+from lmrecipes import finetuning
+from lmrecipes.finetuning import FinetuneArguments, FinetuneDataArguments
+from lmrecipes.launch import check_world_size
+from lmrecipes.metrics import load_classification_metrics
+from lmrecipes.training import LMTrainer
+
+logger = logging.getLogger(__name__)
+
+LONG_TEXT_STRATEGIES = ("truncate", "windows")
+WINDOW_COMBINATIONS = ("mean_probabilities", "mean_logits")
+
+
+@dataclass
+class ClassificationArguments:
+    """Which columns hold the text and the label, and how texts longer than the model's input are handled."""
+
+    text_column: str = field(default="text", metadata={"help": "Column holding the text (SST-2: sentence)."})
+    label_column: str = field(default="label", metadata={"help": "Column holding the class (id or name)."})
+    max_seq_length: int = field(
+        default=128, metadata={"help": "Tokens per model input, special tokens included."}
+    )
+    long_text_strategy: str = field(
+        default="truncate",
+        metadata={
+            "help": "truncate: keep the first max_seq_length tokens; windows: cut long texts into overlapping "
+            "windows and combine their predictions per text at evaluation.",
+            "choices": list(LONG_TEXT_STRATEGIES),
+        },
+    )
+    window_stride: int = field(
+        default=32,
+        metadata={
+            "help": "windows: tokens shared by consecutive windows of a text (the tokenizer's `stride`)."
+        },
+    )
+    window_combination: str = field(
+        default="mean_probabilities",
+        metadata={
+            "help": "windows: how a text's window predictions are combined at evaluation.",
+            "choices": list(WINDOW_COMBINATIONS),
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.long_text_strategy not in LONG_TEXT_STRATEGIES:
+            raise ValueError(
+                f"long_text_strategy must be one of {LONG_TEXT_STRATEGIES}, got {self.long_text_strategy!r}"
+            )
+        if self.window_combination not in WINDOW_COMBINATIONS:
+            raise ValueError(
+                f"window_combination must be one of {WINDOW_COMBINATIONS}, got {self.window_combination!r}"
+            )
+        if self.max_seq_length < 2:
+            raise ValueError(f"max_seq_length must be >= 2, got {self.max_seq_length}")
+        if self.long_text_strategy == "windows" and not 0 <= self.window_stride < self.max_seq_length:
+            raise ValueError(
+                f"window_stride must be in [0, max_seq_length={self.max_seq_length}), got {self.window_stride}"
+            )
+
+
+# --------------------------------------------------------------------------------------------- labels
+
+
+def class_names(dataset: Dataset, label_column: str) -> list[str]:
+    """The class names, index = class id: a ClassLabel's names, else read off the (training) rows.
+
+    Integer labels 0..n-1 are named "0".."n-1"; string labels are sorted. Missing labels (None, -1) are ignored.
+    """
+    if label_column not in dataset.column_names:
+        raise ValueError(
+            f"the dataset has no column {label_column!r} (label_column); its columns are {dataset.column_names}"
+        )
+    feature = dataset.features[label_column]
+    if isinstance(feature, ClassLabel):
+        return list(feature.names)
+    values = {_plain_label(value) for value in dataset[label_column]} - {None}
+    if values and all(isinstance(value, int) for value in values):
+        return [str(class_id) for class_id in range(max(values) + 1)]
+    if values and all(isinstance(value, str) for value in values):
+        return sorted(values)
+    raise ValueError(
+        f"label column {label_column!r} holds {feature}: expected class ids (integers) or class names (strings)"
+    )
+
+
+def _plain_label(value: Any) -> int | str | float | None:
+    """A label value as an int or str; None when it is missing.
+
+    Missing: None, "", NaN (an empty CSV cell), or a negative id (SST-2's test split marks its hidden labels -1,
+    as GLUE does). Whole floats (a CSV column with empty cells is read as floats) become ints.
+    """
+    if isinstance(value, (float, np.floating)):
+        if np.isnan(value):
+            return None
+        value = int(value) if float(value).is_integer() else float(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value) if value >= 0 else None
+    return value if value != "" else None
+
+
+def _class_id(value: Any, names: Sequence[str]) -> int | None:
+    """The class id of a label value, None when it names no class."""
+    value = _plain_label(value)
+    if isinstance(value, str):
+        return names.index(value) if value in names else None
+    return value if isinstance(value, int) and value < len(names) else None
+
+
+def bad_example_checks(
+    text_column: str, label_column: str, names: Sequence[str]
+) -> dict[str, Callable[[dict], bool]]:
+    """finetuning.drop_bad_examples checks for a classification row: each is True for a row to drop."""
+    return {
+        "empty text": lambda row: not isinstance(row[text_column], str) or not row[text_column].strip(),
+        "missing label": lambda row: _plain_label(row[label_column]) is None,
+        "unknown label": lambda row: _class_id(row[label_column], names) is None,
+    }
+
+
+# --------------------------------------------------------------------------------------------- tokenization
+
+
+def tokenize_for_classification(
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    args: ClassificationArguments,
+    names: Sequence[str],
+    *,
+    num_proc: int | None = None,
+    load_from_cache_file: bool = True,
+) -> Dataset:
+    """Model inputs, `labels` and `example_index` (the row each input comes from), one row per input.
+
+    With "windows", a text longer than `max_seq_length` gives several rows, all with its label and index.
+    """
+    windows = args.long_text_strategy == "windows"
+    if windows:
+        room = args.max_seq_length - tokenizer.num_special_tokens_to_add(pair=False)
+        if args.window_stride >= room:
+            raise ValueError(
+                f"window_stride={args.window_stride} must be smaller than the {room} text tokens a window of "
+                f"max_seq_length={args.max_seq_length} holds besides the special tokens"
+            )
+
+    def tokenize(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        encoded = tokenizer(
+            batch[args.text_column],
+            truncation=True,
+            max_length=args.max_seq_length,
+            stride=args.window_stride if windows else 0,
+            return_overflowing_tokens=windows,
+        )
+        # For windows, the tokenizer says which text of the batch each window comes from.
+        origin = encoded.pop("overflow_to_sample_mapping", None) or range(len(indices))
+        encoded["labels"] = [_class_id(batch[args.label_column][row], names) for row in origin]
+        encoded["example_index"] = [indices[row] for row in origin]
+        return encoded
+
+    return dataset.map(
+        tokenize,
+        batched=True,
+        with_indices=True,
+        remove_columns=dataset.column_names,
+        num_proc=num_proc,
+        load_from_cache_file=load_from_cache_file,
+        desc="Cutting texts into windows" if windows else "Tokenizing",
+    )
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+
+
+def combine_windows(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    example_index: Sequence[int] | np.ndarray,
+    combination: str = "mean_probabilities",
+) -> tuple[np.ndarray, np.ndarray]:
+    """One prediction per text from the predictions of its windows.
+
+    logits: (windows, classes); labels and example_index: (windows,), the text each window comes from. Returns
+    (scores, labels) with one row per text, in increasing example_index order: scores are the mean over the
+    text's windows of the softmax probabilities ("mean_probabilities") or of the logits ("mean_logits").
+    """
+    if combination not in WINDOW_COMBINATIONS:
+        raise ValueError(f"combination must be one of {WINDOW_COMBINATIONS}, got {combination!r}")
+    logits = np.asarray(logits, dtype=np.float64)
+    example_index = np.asarray(example_index)
+    if not len(logits) == len(labels) == len(example_index):
+        raise ValueError(
+            f"got {len(logits)} logit rows, {len(labels)} labels and {len(example_index)} example indices: "
+            "there must be one of each per window"
+        )
+    if combination == "mean_probabilities":
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        scores = shifted / shifted.sum(axis=-1, keepdims=True)
+    else:
+        scores = logits
+    examples, first_window, text_of_window, windows_per_text = np.unique(
+        example_index, return_index=True, return_inverse=True, return_counts=True
+    )
+    sums = np.zeros((len(examples), scores.shape[-1]))
+    np.add.at(sums, text_of_window, scores)
+    return sums / windows_per_text[:, None], np.asarray(labels)[first_window]
+
+
+def build_compute_metrics(
+    num_labels: int, example_index: Sequence[int] | None = None, combination: str = "mean_probabilities"
+) -> Callable[[EvalPrediction], dict[str, float]]:
+    """compute_metrics for the Trainer: accuracy and F1 (binary for two classes, else macro-averaged).
+
+    With `example_index` (the eval dataset's column, for windows) the windows of each text are combined first.
+    """
+    metric = load_classification_metrics("binary" if num_labels == 2 else "macro")
+
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        labels = prediction.label_ids
+        if example_index is not None:
+            logits, labels = combine_windows(logits, labels, example_index, combination)
+        return metric.compute(predictions=logits.argmax(-1), references=labels)
+
+    return compute_metrics
+
+
+# --------------------------------------------------------------------------------------------- the recipe
+
+
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, max_seq_length: int) -> PreTrainedTokenizerBase:
+    """Padding on the right with a real pad token, and the fine-tuned input length as the tokenizer's limit."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError("the tokenizer has neither a pad nor an eos token to pad batches with")
+        tokenizer.pad_token = (
+            tokenizer.eos_token
+        )  # the classification heads find padding from the mask anyway
+    # Right padding keeps a causal model's last real token (which the heads pool) ahead of the padding, so the
+    # LSTM and causal attention read it before any pad token.
+    tokenizer.padding_side = "right"
+    # Saved with the model: pipeline(..., truncation=True) then truncates where fine-tuning did.
+    tokenizer.model_max_length = max_seq_length
+    return tokenizer
+
+
+def finetune_classification(
+    finetune_args: FinetuneArguments,
+    data_args: FinetuneDataArguments,
+    task_args: ClassificationArguments,
+    training_args: TrainingArguments,
+    recipe: dict[str, Any] | None = None,
+) -> dict[str, float]:
+    """Run a classification recipe end to end and return the final metrics (also in all_results.json)."""
+    check_world_size(training_args)
+    set_seed(training_args.seed)
+    callbacks = finetuning.early_stopping(
+        finetune_args, training_args
+    )  # a wrong recipe fails before any work
+
+    raw = {}
+    for name, split, max_samples in (
+        ("train", data_args.train_split, data_args.max_train_samples),
+        ("eval", data_args.eval_split, data_args.max_eval_samples),
+    ):
+        dataset = finetuning.load_split(data_args, split)
+        if task_args.text_column not in dataset.column_names:
+            raise ValueError(
+                f"split {split!r} has no column {task_args.text_column!r} (text_column); its columns are "
+                f"{dataset.column_names}"
+            )
+        dataset = finetuning.take_samples(dataset, max_samples, training_args.seed)
+        if name == "train":
+            names = class_names(dataset, task_args.label_column)
+        checks = bad_example_checks(task_args.text_column, task_args.label_column, names)
+        raw[name] = finetuning.drop_bad_examples(dataset, checks, f"{name} split {split!r}")
+    logger.info("%d classes: %s", len(names), names)
+
+    tokenizer = prepare_tokenizer(finetuning.load_tokenizer(finetune_args), task_args.max_seq_length)
+    model = finetuning.load_for_finetuning(
+        AutoModelForSequenceClassification,
+        finetune_args,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={name: class_id for class_id, name in enumerate(names)},
+    )
+    finetuning.check_max_seq_length(task_args.max_seq_length, model.config)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+    with training_args.main_process_first(desc="tokenizing"):
+        train_dataset, eval_dataset = (
+            tokenize_for_classification(
+                raw[name],
+                tokenizer,
+                task_args,
+                names,
+                num_proc=data_args.preprocessing_num_workers,
+                load_from_cache_file=not data_args.overwrite_cache,
+            )
+            for name in ("train", "eval")
+        )
+    windows = task_args.long_text_strategy == "windows"
+    for name, dataset in (("train", train_dataset), ("eval", eval_dataset)):
+        logger.info("%s: %d texts -> %d model inputs", name, len(raw[name]), len(dataset))
+
+    logger.info("%s: %.2fM parameters", model.config.model_type, model.num_parameters() / 1e6)
+    trainer = LMTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=build_compute_metrics(
+            len(names),
+            example_index=list(eval_dataset["example_index"]) if windows else None,
+            combination=task_args.window_combination,
+        ),
+        callbacks=callbacks,
+    )
+    return finetuning.train_evaluate_and_save(trainer, tokenizer, recipe)
