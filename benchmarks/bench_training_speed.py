@@ -36,6 +36,7 @@ import contextlib
 import json
 import logging
 import os
+import statistics
 import sys
 import tempfile
 from collections.abc import Callable
@@ -58,11 +59,13 @@ from transformers.pytorch_utils import Conv1D
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+    CLOCKS,
     DEFAULT_RESULTS_FILE,
+    clock_seconds,
     machine_info,
     machine_lines,
     markdown_table,
-    measured_matmul_peak,
+    measured_matmul_peaks,
     median_and_spread,
     si,
     timed,
@@ -96,6 +99,13 @@ class TrainingSpeedArguments:
     warmup_steps: int = field(default=3, metadata={"help": "Untimed steps per model before timing."})
     timed_steps: int = field(default=10, metadata={"help": "Timed steps per model (median reported)."})
     threads: int | None = field(default=None, metadata={"help": "torch.set_num_threads (default: torch's)."})
+    clock: str = field(
+        default="wall",
+        metadata={
+            "help": "wall: elapsed time. cpu: this process's CPU time, for a machine shared with other work: "
+            "with --threads 1 it gives the speed on one dedicated core (peak measured the same way)."
+        },
+    )
     matmul_size: int | None = field(
         default=None,
         metadata={"help": "Side of the square matmul timed for the peak (default 2048 on CPU, 8192 on GPU)."},
@@ -125,6 +135,11 @@ class TrainingSpeedArguments:
             raise ValueError(f"--seq_len {self.seq_len} exceeds --max_positions {self.max_positions}.")
         if self.warmup_steps < 1 or self.timed_steps < 1:
             raise ValueError("--warmup_steps and --timed_steps must be >= 1.")
+        if self.clock not in CLOCKS:
+            raise ValueError(f"--clock {self.clock!r}: expected one of {CLOCKS}.")
+        if self.clock == "cpu" and (self.threads != 1 or not self.device.startswith("cpu")):
+            # Several threads' CPU time includes their spin-waiting for each other; GPU work is not CPU time.
+            raise ValueError("--clock cpu needs --device cpu and --threads 1.")
         if self.matmul_size is None:
             # Big enough to reach the peak, small enough that the best of many runs dodges a neighbour's load.
             self.matmul_size = 8192 if self.device.startswith("cuda") else 2048
@@ -147,9 +162,11 @@ class PlainLSTMLanguageModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, **unused) -> dict[str, torch.Tensor]:
         outputs, _ = self.lstm(self.embedding_dropout(self.embedding(input_ids)))
-        logits = self.head(self.output_dropout(outputs)).float()
+        logits = self.head(self.output_dropout(outputs))
+        # Shift the labels, not the logits: slicing the (batch, seq, vocab) logits would copy them.
+        next_tokens = nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
         loss = nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+            logits.view(-1, logits.shape[-1]), next_tokens.reshape(-1), ignore_index=-100
         )
         return {"loss": loss, "logits": logits}
 
@@ -308,16 +325,23 @@ class TrainingStep:
         self.optimizer.zero_grad(set_to_none=True)
 
 
-def interleaved_step_times(steps: dict[str, Callable[[], None]], args, device) -> dict[str, list[float]]:
-    """Alternate the models step by step (order flipped every round) so that load changes hit both alike."""
+def interleaved_step_times(
+    steps: dict[str, Callable[[], None]], args, device
+) -> dict[str, dict[str, list[float]]]:
+    """Alternate the models step by step (order flipped every round) so that load changes hit both alike.
+
+    Returns {model: {"wall": [seconds per timed step], "cpu": [...]}}.
+    """
     names = list(steps)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times = {name: {clock: [] for clock in CLOCKS} for name in names}
     for round_index in range(args.warmup_steps + args.timed_steps):
         order = names if round_index % 2 == 0 else names[::-1]
         for name in order:
-            seconds = timed(steps[name], device)
+            start = {clock: clock_seconds(clock) for clock in CLOCKS}
+            timed(steps[name], device)  # synchronizes the GPU before and after
             if round_index >= args.warmup_steps:
-                times[name].append(seconds)
+                for clock in CLOCKS:
+                    times[name][clock].append(clock_seconds(clock) - start[clock])
     return times
 
 
@@ -397,12 +421,12 @@ def print_profile_difference(family: str, ours: dict, reference: dict, rows: int
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def measure_peak(device: torch.device, args: TrainingSpeedArguments) -> float:
+def measure_peaks(device: torch.device, args: TrainingSpeedArguments) -> dict[str, float]:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     print(f"Measuring the {dtype} matmul peak on {device} ...", flush=True)
-    peak = measured_matmul_peak(device, dtype, size=args.matmul_size, repeats=args.matmul_repeats)
-    print(f"Peak: {si(peak, 'FLOP/s')}", flush=True)
-    return peak
+    peaks = measured_matmul_peaks(device, dtype, args.matmul_size, args.matmul_repeats, args.clock)
+    print("Peak: " + ", ".join(f"{name} {si(flops, 'FLOP/s')}" for name, flops in peaks.items()), flush=True)
+    return peaks
 
 
 def run(args: TrainingSpeedArguments) -> dict:
@@ -412,7 +436,7 @@ def run(args: TrainingSpeedArguments) -> dict:
     info = machine_info(args.device)
     tokens_per_step = args.batch_size * args.seq_len
     # Measured before and after the models (the best counts): on a shared machine one measurement may be unlucky.
-    peaks = [measure_peak(device, args)]
+    peaks = [measure_peaks(device, args)]
 
     results = []
     for family in args.families:
@@ -444,9 +468,11 @@ def run(args: TrainingSpeedArguments) -> dict:
         }
         print(f"\n{family} vs {pair.reference_name}: {ours_params:,} parameters each, timing ...", flush=True)
         times = interleaved_step_times(steps, args, device)
-        for name, samples in times.items():
+        for name, samples_by_clock in times.items():
+            samples = samples_by_clock[args.clock]
             median, spread = median_and_spread(samples)
             tokens_per_second = tokens_per_step / median
+            wall_tokens_per_second = tokens_per_step / median_and_spread(samples_by_clock["wall"])[0]
             results.append(
                 {
                     "family": family,
@@ -457,8 +483,9 @@ def run(args: TrainingSpeedArguments) -> dict:
                     "median_step_seconds": median,
                     "relative_iqr": spread,
                     "tokens_per_second": tokens_per_second,
+                    "wall_tokens_per_second": wall_tokens_per_second,
                     "flops_per_second": flops_per_token * tokens_per_second,
-                    "step_seconds": samples,
+                    "step_seconds": samples_by_clock,
                 }
             )
             print(
@@ -471,10 +498,12 @@ def run(args: TrainingSpeedArguments) -> dict:
             )
         del steps, pair
 
-    peaks.append(measure_peak(device, args))
-    peak = max(peaks)
+    peaks.append(measure_peaks(device, args))
+    peak = max(flops for measurement in peaks for flops in measurement.values())
+    torch_matmul_peak = max(measurement["torch.matmul"] for measurement in peaks)
     for result in results:
         result["mfu"] = result["flops_per_second"] / peak
+        result["mfu_vs_torch_matmul"] = result["flops_per_second"] / torch_matmul_peak
     report = {
         "machine": info,
         "load_average_at_end": os.getloadavg(),
@@ -483,9 +512,10 @@ def run(args: TrainingSpeedArguments) -> dict:
         "peak_dtype": str(torch.bfloat16 if device.type == "cuda" else torch.float32),
         "arguments": asdict(args),
         "tokens_per_step": tokens_per_step,
+        "clock": args.clock,
         "results": results,
     }
-    table = results_table(results)
+    table = results_table(results, args.clock, show_torch_matmul_mfu=len(peaks[0]) > 1)
     print("\n" + table)
     if args.json_output:
         Path(args.json_output).write_text(json.dumps(report, indent=2))
@@ -504,18 +534,24 @@ def ours_tokens_per_second(args: TrainingSpeedArguments) -> dict[str, float]:
         torch.manual_seed(args.seed)
         pair = build_pair(family, args)
         step = TrainingStep(pair.ours, make_batch(pair.objective, args, device), device)
-        times = interleaved_step_times({family: step}, args, device)[family]
+        times = interleaved_step_times({family: step}, args, device)[family][args.clock]
         speeds[family] = args.batch_size * args.seq_len / median_and_spread(times)[0]
         print(f"  {family}: {speeds[family]:,.0f} training tokens/s", flush=True)
         del step, pair
     return speeds
 
 
-def results_table(results: list[dict]) -> str:
-    reference_speed = {r["family"]: r["tokens_per_second"] for r in results if not r["is_ours"]}
+def paired_speed_ratio(model_seconds: list[float], reference_seconds: list[float]) -> float:
+    """Median over rounds of reference time / model time: each round ran both models back to back, so the
+    per-round ratio cancels slow drifts in machine load better than a ratio of medians."""
+    return statistics.median(ref / model for model, ref in zip(model_seconds, reference_seconds, strict=True))
+
+
+def results_table(results: list[dict], clock: str, show_torch_matmul_mfu: bool) -> str:
+    reference_seconds = {r["family"]: r["step_seconds"][clock] for r in results if not r["is_ours"]}
     rows = []
     for r in results:
-        ratio = r["tokens_per_second"] / reference_speed[r["family"]]
+        ratio = paired_speed_ratio(r["step_seconds"][clock], reference_seconds[r["family"]])
         rows.append(
             (
                 r["family"],
@@ -528,18 +564,24 @@ def results_table(results: list[dict]) -> str:
                 f"{r['mfu']:.1%}",
                 f"{ratio:.2f}x",
             )
+            + ((f"{r['mfu_vs_torch_matmul']:.1%}",) if show_torch_matmul_mfu else ())
+            + ((f"{r['wall_tokens_per_second']:,.0f}",) if clock == "cpu" else ())
         )
     headers = [
         "family",
         "model",
         "params",
         "train FLOPs/token",
-        "median step ms (IQR)",
-        "tokens/s",
+        "median step ms (IQR)" if clock == "wall" else "median step CPU ms (IQR)",
+        "tokens/s" if clock == "wall" else "tokens per CPU-second",
         "achieved",
         "MFU",
-        "speed vs built-in",
+        "speed vs built-in (paired median)",
     ]
+    if show_torch_matmul_mfu:
+        headers.append("MFU vs torch.matmul peak")
+    if clock == "cpu":
+        headers.append("elapsed tokens/s (shared machine)")
     return markdown_table(headers, rows)
 
 
@@ -553,20 +595,35 @@ def results_markdown(report: dict, table: str) -> str:
             f"Training step = forward + backward + AdamW step (Trainer's default optimizer), {precision} on "
             f"{device}, sdpa attention for both models, batch {args['batch_size']} x seq {args['seq_len']} "
             f"= {report['tokens_per_step']} tokens. Models of each pair are interleaved step by step in one "
-            f"process; {args['warmup_steps']} warm-up steps excluded, median of {args['timed_steps']} timed "
+            f"process; {args['warmup_steps']} warm-up step(s) excluded, median of {args['timed_steps']} timed "
             "steps (IQR / median in brackets). Sizes: mini_gpt / mini_bert hidden "
             f"{args['hidden_size']}, {args['num_layers']} layers, {args['num_heads']} heads, intermediate "
             f"{args['intermediate_size']}, vocab {args['vocab_size']}, {args['max_positions']} positions; "
             f"lstm_lm embedding = hidden {args['lstm_size']}, {args['lstm_layers']} layers, vocab "
             f"{args['vocab_size']}, tied head. Dropout {args['dropout']} everywhere.",
+            f"torch threads: {report['machine']['torch threads']}. Clock: **{args['clock']}**"
+            + (
+                " (CPU time of the process with one torch thread: the speed on one dedicated core, unaffected "
+                "by other processes sharing the machine; the peak is measured on the same clock)."
+                if args["clock"] == "cpu"
+                else " (elapsed time)."
+            ),
             "FLOPs per token = 6 x N_matmul + attention, where N_matmul counts the weights of every matmul a token "
             "goes through (block linears, MLM head dense, the tied LM head; LSTM: 4 x hidden x (input + hidden) "
             "per layer), attention = 6 x layers x seq x hidden (causal) or 12 x layers x seq x hidden "
             "(bidirectional). MFU = FLOPs/token x tokens/s / measured peak.",
-            f"Measured peak ({report['peak_dtype']} {args['matmul_size']}^3 matmul, best of {args['matmul_repeats']}, "
-            "measured before "
-            f"and after the models, the higher counts): **{si(report['matmul_peak_flops'], 'FLOP/s')}** "
-            f"(measurements: {', '.join(si(p, 'FLOP/s') for p in report['matmul_peak_measurements'])}).",
+            f"Measured peak ({report['peak_dtype']} {args['matmul_size']}^3 matmul, fastest of "
+            f"{args['matmul_repeats']}, measured before and after the models): "
+            + "; ".join(
+                f"{name} {' / '.join(si(m[name], 'FLOP/s') for m in report['matmul_peak_measurements'])}"
+                for name in report["matmul_peak_measurements"][0]
+            )
+            + f". MFU uses the highest, **{si(report['matmul_peak_flops'], 'FLOP/s')}**"
+            + (
+                "; 'MFU vs torch.matmul peak' uses the torch.matmul peak alone."
+                if len(report["matmul_peak_measurements"][0]) > 1
+                else "."
+            ),
             table,
             machine_lines(report["machine"])
             + f"\n- load average at end: {one:.2f} / {five:.2f} / {fifteen:.2f}",

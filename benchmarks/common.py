@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+import torch.utils.mkldnn
 
 RESULTS_HEADER = "# Benchmark results"
 DEFAULT_RESULTS_FILE = Path(__file__).resolve().parent / "RESULTS.md"
@@ -70,27 +71,48 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measured_matmul_peak(
-    device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 30
-) -> float:
-    """FLOP/s of the fastest of `repeats` square (size x size) @ (size x size) matmuls: the machine's practical peak.
+CLOCKS = ("wall", "cpu")
+
+
+def clock_seconds(clock: str) -> float:
+    """ "wall": elapsed time. "cpu": CPU time of this process (all its threads), which leaves out the time other
+    processes hold the cores; with one torch thread it is the time the work would take on a dedicated core."""
+    if clock == "wall":
+        return time.perf_counter()
+    if clock == "cpu":
+        return time.process_time()
+    raise ValueError(f"Unknown clock {clock!r}; expected one of {CLOCKS}.")
+
+
+def measured_matmul_peaks(
+    device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 30, clock: str = "wall"
+) -> dict[str, float]:
+    """FLOP/s of the fastest of `repeats` square (size x size) @ (size x size) matmuls, per matmul backend.
 
     The best run, not the median, is taken: the peak is what the hardware can do, and on a shared machine the
-    slower runs measure the neighbours. MFU is reported against this measured number, not a datasheet figure.
+    slower runs measure the neighbours. Use the same `clock` as the timings it is compared with.
+
+    Backends: `torch.matmul` (on x86 CPUs MKL's sgemm, which nn.Linear's addmm/mm also use), and on CPU in fp32
+    also oneDNN's matmul (through an mkldnn nn.Linear), which nn.LSTM's kernels use. They can differ a lot: on
+    AMD CPUs MKL avoids its AVX-512 kernels, so oneDNN may be twice as fast. The machine's peak is the higher one.
     """
     generator = torch.Generator(device="cpu").manual_seed(0)
     left = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
     right = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
-    for _ in range(2):  # warm-up: thread pool, kernel selection, clocks
-        torch.matmul(left, right)
-    synchronize(device)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(left, right)
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+    flops = 2 * size**3
+
+    def best(matmul: Callable[[], object]) -> float:
+        for _ in range(2):  # warm-up: thread pool, kernel selection, clocks
+            matmul()
+        return flops / min(timed(matmul, device, clock) for _ in range(repeats))
+
+    peaks = {"torch.matmul": best(lambda: torch.matmul(left, right))}
+    if device.type == "cpu" and dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        linear = torch.nn.Linear(size, size, bias=False).eval()
+        onednn_linear, onednn_input = torch.utils.mkldnn.to_mkldnn(linear), left.to_mkldnn()
+        with torch.no_grad():
+            peaks["oneDNN matmul"] = best(lambda: onednn_linear(onednn_input))
+    return peaks
 
 
 def median_and_spread(samples: Sequence[float]) -> tuple[float, float]:
@@ -102,13 +124,13 @@ def median_and_spread(samples: Sequence[float]) -> tuple[float, float]:
     return median, (quartiles[2] - quartiles[0]) / median
 
 
-def timed(function: Callable[[], object], device: torch.device) -> float:
-    """Seconds one call of `function` takes, GPU work included."""
+def timed(function: Callable[[], object], device: torch.device, clock: str = "wall") -> float:
+    """Seconds one call of `function` takes on `clock`, GPU work included."""
     synchronize(device)
-    start = time.perf_counter()
+    start = clock_seconds(clock)
     function()
     synchronize(device)
-    return time.perf_counter() - start
+    return clock_seconds(clock) - start
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -47,6 +47,7 @@ TASKS = {
     "ForSequenceClassification": ("AutoModelForSequenceClassification", "text-classification"),
     "ForTokenClassification": ("AutoModelForTokenClassification", "token-classification"),
     "ForQuestionAnswering": ("AutoModelForQuestionAnswering", "question-answering"),
+    "EncoderDecoderModel": ("EncoderDecoderModel", "translation"),
 }
 BASE_TASK = ("AutoModel", "feature-extraction")
 
@@ -105,6 +106,12 @@ with torch.no_grad():
     outputs = model(**inputs)
 start, end = outputs.start_logits.argmax().item(), outputs.end_logits.argmax().item()
 print(tokenizer.decode(inputs["input_ids"][0, start : end + 1]))
+""",
+    "translation": """
+inputs = tokenizer("Ein Hund rennt über eine grüne Wiese.", return_tensors="pt")
+with torch.no_grad():
+    output_ids = model.generate(**inputs, num_beams=4, max_new_tokens=40)
+print(target_tokenizer.decode(output_ids[0], skip_special_tokens=True))
 """,
     "feature-extraction": """
 inputs = tokenizer("Hello world", return_tensors="pt")
@@ -183,9 +190,51 @@ def task_of(config: Mapping[str, Any]) -> tuple[str, str]:
     return BASE_TASK
 
 
-def usage_snippet(repo_id: str, config: Mapping[str, Any]) -> str:
+USAGE_LOAD_ENCODER_DECODER = """\
+import torch
+from transformers import AutoConfig, AutoTokenizer, EncoderDecoderModel, {auto_classes}
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+repo_id = "{repo_id}"
+# transformers resolves an EncoderDecoderModel's sub-configs by model type only, never through auto_map:
+# register the repo's own code for them first.
+for family, config_class, model_class, auto_class in {sub_models}:
+    config_class = get_class_from_dynamic_module(f"configuration_{{family}}.{{config_class}}", repo_id)
+    AutoConfig.register(family, config_class, exist_ok=True)
+    auto_class.register(
+        config_class, get_class_from_dynamic_module(f"modeling_{{family}}.{{model_class}}", repo_id), exist_ok=True
+    )
+model = EncoderDecoderModel.from_pretrained(repo_id).eval()
+tokenizer = AutoTokenizer.from_pretrained(repo_id)
+target_tokenizer = {target_tokenizer}
+"""
+
+
+def _encoder_decoder_load(repo_id: str, config: Mapping[str, Any], separate_target_tokenizer: bool) -> str:
+    from lmrecipes.registry import FAMILIES
+
+    sub_models = []
+    for side, auto_class in (("encoder", "AutoModel"), ("decoder", "AutoModelForCausalLM")):
+        family = config[side]["model_type"]
+        config_class, heads = FAMILIES[family]
+        model_class = next(model.__name__ for auto, model in heads.items() if auto.__name__ == auto_class)
+        sub_models.append((family, config_class.__name__, model_class, auto_class))
+    listed = "[\n    " + ",\n    ".join(f'("{f}", "{c}", "{m}", {a})' for f, c, m, a in sub_models) + ",\n]"
+    return USAGE_LOAD_ENCODER_DECODER.format(
+        auto_classes=", ".join(sorted({a for *_, a in sub_models})),
+        repo_id=repo_id,
+        sub_models=listed,
+        target_tokenizer='AutoTokenizer.from_pretrained(repo_id, subfolder="decoder_tokenizer")'
+        if separate_target_tokenizer
+        else "tokenizer",
+    )
+
+
+def usage_snippet(repo_id: str, config: Mapping[str, Any], separate_target_tokenizer: bool = False) -> str:
     """Python that downloads the model with the Auto classes and `trust_remote_code=True` and runs it once."""
     auto_class, pipeline_tag = task_of(config)
+    if pipeline_tag == "translation":
+        return _encoder_decoder_load(repo_id, config, separate_target_tokenizer) + USAGE_TASK[pipeline_tag]
     task = USAGE_TASK[pipeline_tag]
     if pipeline_tag == "text-generation":
         # Stay well inside a learned position table (tiny recipes have short ones); 20 tokens otherwise.
@@ -326,7 +375,7 @@ loads with the transformers Auto classes and `trust_remote_code=True`, without i
 ## Usage
 
 ```python
-{usage_snippet(repo_id, config).strip()}
+{usage_snippet(repo_id, config, (output_dir / "decoder_tokenizer").is_dir()).strip()}
 ```
 
 ## Evaluation results
@@ -369,5 +418,3 @@ def build_model_card_for_folder(folder: str | Path, repo_id: str, save_dir: str 
         for path in (save_dir / CARD_FILENAME, save_dir / LOSS_CURVE_FILENAME)
         if path.is_file()
     }
-
-

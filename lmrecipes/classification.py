@@ -3,7 +3,7 @@
 `scripts/finetune_classification.py` parses a recipe and calls `finetune_classification`:
 
     load train/eval splits -> drop unusable rows (empty text, missing label) -> tokenize (truncate, or cut long texts
-    into overlapping windows) -> AutoModelForSequenceClassification on the pretrained folder -> LMTrainer with
+    into overlapping windows) -> AutoModelForSequenceClassification on the pretrained folder -> TaskTrainer with
     DataCollatorWithPadding -> accuracy and F1 -> all_results.json, model card
 
 Long texts (`long_text_strategy`):
@@ -39,7 +39,7 @@ from lmrecipes import finetuning
 from lmrecipes.finetuning import FinetuneArguments, FinetuneDataArguments
 from lmrecipes.launch import check_world_size
 from lmrecipes.metrics import load_classification_metrics
-from lmrecipes.training import LMTrainer
+from lmrecipes.training import TaskTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -341,7 +341,7 @@ def finetune_classification(
         logger.info("%s: %d texts -> %d model inputs", name, len(raw[name]), len(dataset))
 
     logger.info("%s: %.2fM parameters", model.config.model_type, model.num_parameters() / 1e6)
-    trainer = LMTrainer(
+    trainer = TaskTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,

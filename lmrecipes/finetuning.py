@@ -7,7 +7,7 @@ dataset, sample limits), its task's arguments and `TrainingArguments` from a rec
     raw = take_samples(raw, data_args.max_train_samples, seed)        # random rows: some datasets are sorted
     raw = drop_bad_examples(raw, {"empty text": ...}, "train split")  # one summary line; error if none left
     model = load_for_finetuning(AutoModelForXxx, finetune_args, num_labels=...)
-    trainer = LMTrainer(..., callbacks=early_stopping(finetune_args, training_args))
+    trainer = TaskTrainer(..., callbacks=early_stopping(finetune_args, training_args))
     metrics = train_evaluate_and_save(trainer, tokenizer, recipe)     # all_results.json + model card
 """
 

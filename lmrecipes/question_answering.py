@@ -3,7 +3,7 @@
 `scripts/finetune_qa.py` parses a recipe and calls `finetune_question_answering`:
 
     load SQuAD splits -> filter_squad_examples (repair or drop bad rows) -> windows over long contexts
-    (lmrecipes.qa) -> AutoModelForQuestionAnswering on the pretrained folder -> LMTrainer -> per-window logits ->
+    (lmrecipes.qa) -> AutoModelForQuestionAnswering on the pretrained folder -> TaskTrainer -> per-window logits ->
     postprocess_qa_predictions -> official exact match / F1 (the `squad` metric) -> all_results.json, model card
 
 The evaluation runs inside the plain Trainer's `evaluate`, through `compute_metrics`, rather than in a
@@ -43,7 +43,7 @@ from lmrecipes.qa import (
     prepare_train_features,
     squad_metric_inputs,
 )
-from lmrecipes.training import LMTrainer
+from lmrecipes.training import TaskTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def finetune_question_answering(
     )
 
     logger.info("%s: %.2fM parameters", model.config.model_type, model.num_parameters() / 1e6)
-    trainer = LMTrainer(
+    trainer = TaskTrainer(
         model=model,
         args=training_args,
         train_dataset=train_features,

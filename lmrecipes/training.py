@@ -1,4 +1,4 @@
-"""Trainer additions shared by every script: perplexity in the logs, a stop on non-finite loss, safe checkpoints.
+"""Trainer additions shared by every script: a stop on non-finite loss, safe checkpoints, perplexity in the logs.
 
 These are small overrides of transformers' `Trainer`, not a training loop of our own. They exist because the Trainer
 (5.x) has no built-in for them:
@@ -37,13 +37,15 @@ def perplexity(loss: float) -> float:
 
 
 class SafeTrainingMixin:
-    """Adds perplexity to every logged loss, stops on a non-finite loss, and marks checkpoints complete."""
+    """Stops on a non-finite loss, marks checkpoints complete, and (for language models) logs perplexity."""
 
     nonfinite_loss_step: int | None = None
+    report_perplexity = True  # exp(loss) means something for language modelling, not for a classifier's loss
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        for key in [k for k in logs if k == "loss" or k.endswith("_loss")]:
-            logs[key.removesuffix("loss") + "perplexity"] = perplexity(logs[key])
+        if self.report_perplexity:
+            for key in [k for k in logs if k == "loss" or k.endswith("_loss")]:
+                logs[key.removesuffix("loss") + "perplexity"] = perplexity(logs[key])
         loss = logs.get("loss")
         if loss is not None and not math.isfinite(loss):
             self.nonfinite_loss_step = self.state.global_step
@@ -80,11 +82,17 @@ class SafeTrainingMixin:
 
 
 class LMTrainer(HubPushMixin, SafeTrainingMixin, Trainer):
-    """The Trainer used by the pretraining and classification/QA scripts."""
+    """The Trainer of the pretraining script: language modelling, perplexity in the logs."""
+
+
+class TaskTrainer(LMTrainer):
+    """The Trainer of the classification and extractive-QA scripts: their losses have no perplexity."""
+
+    report_perplexity = False
 
 
 class LMSeq2SeqTrainer(HubPushMixin, SafeTrainingMixin, Seq2SeqTrainer):
-    """The Seq2SeqTrainer used by the translation script."""
+    """The Seq2SeqTrainer of the translation script (token-level perplexity of the target is logged)."""
 
 
 def mark_checkpoint_complete(folder: Path) -> None:

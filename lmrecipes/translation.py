@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 from datasets import Dataset, load_dataset
+from torch.utils.data import SequentialSampler
 from transformers import (
     AutoModel,
     AutoModelForCausalLM,
@@ -76,6 +77,7 @@ from transformers import (
     set_seed,
 )
 from transformers.dynamic_module_utils import custom_object_save
+from transformers.trainer_utils import has_length
 
 from lmrecipes import data, finetuning
 from lmrecipes.cards import build_model_card
@@ -618,6 +620,7 @@ class TranslationScorer:
     def __init__(self, target_tokenizer: PreTrainedTokenizerBase, references: Sequence[str]) -> None:
         self.tokenizer = target_tokenizer
         self.references = list(references)
+        self.reference_labels = target_label_ids(target_tokenizer, self.references)
         self.bleu = load_metric("sacrebleu")
         self.chrf = load_metric("chrf")
         self.predictions: list[str] = []
@@ -626,11 +629,7 @@ class TranslationScorer:
     def __call__(self, prediction: EvalPrediction) -> dict[str, float]:
         generated = generated_token_ids(prediction.predictions, self.tokenizer.eos_token_id)
         predictions = [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generated]
-        if len(predictions) != len(self.references):
-            raise ValueError(
-                f"{len(predictions)} translations for {len(self.references)} references: the evaluated dataset is "
-                "not the one this scorer was built for"
-            )
+        self.check_order(prediction.label_ids, len(predictions))
         self.predictions = predictions
         references = [[reference] for reference in self.references]
         bleu = self.bleu.compute(predictions=predictions, references=references)
@@ -641,6 +640,46 @@ class TranslationScorer:
             "chrf": chrf["score"],
             "gen_len": float(np.mean([len(ids) for ids in generated])),  # tokens before eos
         }
+
+    def check_order(self, label_ids: np.ndarray | None, num_predictions: int) -> None:
+        """Fail unless the evaluated rows are the references, in the same order: their labels must match.
+
+        The Trainer returns predictions in its evaluation order with no row indices, so a reordering (such as the
+        length-grouped evaluation batches of train_sampling_strategy: group_by_length) would otherwise silently
+        score each translation against another sentence's reference.
+        """
+        if num_predictions != len(self.references):
+            raise ValueError(
+                f"{num_predictions} translations for {len(self.references)} references: the evaluated dataset is "
+                "not the one this scorer was built for"
+            )
+        if label_ids is None:
+            return
+        for row, (labels, expected) in enumerate(
+            zip(np.asarray(label_ids), self.reference_labels, strict=True)
+        ):
+            # Labels come back padded (-100, or the source tokenizer's pad id): compare their first tokens.
+            if labels[: len(expected)].tolist() != expected:
+                raise ValueError(
+                    f"evaluation row {row} does not hold the reference {self.references[row]!r}: the evaluation "
+                    "visited the rows in another order than the dataset's, so the scores would be wrong"
+                )
+
+
+class TranslationTrainer(LMSeq2SeqTrainer):
+    """LMSeq2SeqTrainer that evaluates the rows in dataset order.
+
+    With train_sampling_strategy: group_by_length, transformers (5.23) batches evaluation by length too, in a
+    shuffled order (Trainer._get_eval_sampler), and predictions carry no row indices: the generated translations
+    would not line up with the references. Evaluation here is sequential, as without length grouping; the training
+    batches keep theirs.
+    """
+
+    def _get_eval_sampler(self, eval_dataset: Dataset) -> SequentialSampler | None:
+        if eval_dataset is None or not has_length(eval_dataset):
+            return None
+        # Distributed: None lets accelerate shard the rows in order and gather them back in order.
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
 
 def write_translations(
@@ -720,7 +759,7 @@ def finetune_translation(
 
     eval_inputs, eval_sources, eval_references = prepared["eval"]
     eval_scorer = TranslationScorer(target_tokenizer, eval_references)
-    trainer = LMSeq2SeqTrainer(
+    trainer = TranslationTrainer(
         model=model,
         args=training_args,
         train_dataset=prepared["train"][0],

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_MIRROR = REPO_ROOT.parent / "shared" / "datasets"
@@ -15,6 +16,10 @@ DATA_MIRROR = REPO_ROOT.parent / "shared" / "datasets"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+# Tiny models on 2 cores: one thread per process is faster than two threads fighting over the cores, in the test
+# process and in the scripts the tests launch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 if DATA_MIRROR.is_dir():
     os.environ.setdefault("LMRECIPES_DATA_MIRROR", str(DATA_MIRROR))
 

@@ -1,6 +1,6 @@
 """Translation fine-tuning: tiny pretraining of mini_bert and mini_gpt chained into the tiny Multi30k recipe through
-`accelerate launch`, the saved model reloaded and checked against what was scored; a from-scratch run; and the label
-preparation, decoding and bad-pair skipping on their own."""
+`accelerate launch`, the saved model reloaded and checked against what was scored; from-scratch runs; and the label
+preparation, decoding, scoring order and bad-pair skipping on their own."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sacrebleu
 import torch
@@ -19,6 +20,7 @@ from launch import REPO_ROOT, accelerate_launch
 from transformers import (
     DataCollatorForSeq2Seq,
     EncoderDecoderModel,
+    EvalPrediction,
     Seq2SeqTrainingArguments,
     TrainingArguments,
     pipeline,
@@ -33,11 +35,13 @@ from lmrecipes.recipe import load_recipe, parse_recipe
 from lmrecipes.translation import (
     TranslationArguments,
     TranslationModelArguments,
+    TranslationScorer,
     build_translation_model,
     check_lengths_fit,
     decode_generated,
     finetune_translation,
     generation_settings,
+    load_pairs,
     load_saved_tokenizers,
     prepare_split,
     target_label_ids,
@@ -67,6 +71,16 @@ def tiny_from_scratch(**overrides) -> TranslationModelArguments:
 
 
 # --------------------------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Train in this process on one thread, as the scripts do through tests/launch.py: on 2 shared cores, two
+    threads mostly wait on each other (a tiny pretraining run takes several times longer)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +235,8 @@ def test_from_scratch_trains_tokenizers_on_the_pairs(shared, tmp_path):
         save_strategy="no",
         report_to="none",
         use_cpu=True,
+        # Evaluation batches must stay in dataset order even so (the scorer fails on misaligned references).
+        train_sampling_strategy="group_by_length",
     )
     data_args = FinetuneDataArguments(
         dataset_name="bentrevett/multi30k", max_train_samples=64, max_eval_samples=8
@@ -304,11 +320,25 @@ def test_decoding_stops_at_eos_whatever_the_padding(byte_bpe_tokenizer):
     ]
     width = max(map(len, rows))
     rows = [row + [-100] * (width - len(row)) for row in rows]
-    assert decode_generated(torch.tensor(rows).numpy(), tokenizer) == [
+    assert decode_generated(np.array(rows), tokenizer) == [
         "cat sat",
         "cat sat",
         tokenizer.decode([*words, words[0]]).strip(),
     ]
+
+
+def test_scorer_refuses_translations_out_of_reference_order(byte_bpe_tokenizer):
+    references = ["the cat sat.", "a dog ran to the house."]
+    scorer = TranslationScorer(byte_bpe_tokenizer, references)
+    labels = target_label_ids(byte_bpe_tokenizer, references)
+    width = max(map(len, labels)) + 2
+    padded = np.array([row + [-100] * (width - len(row)) for row in labels])
+    start = byte_bpe_tokenizer.bos_token_id
+    generated = np.array([[start, *row] + [-100] * (width - len(row)) for row in labels])
+    metrics = scorer(EvalPrediction(predictions=generated, label_ids=padded))
+    assert scorer.predictions == references and metrics["bleu"] == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="evaluation row 0 does not hold the reference 'the cat sat.'"):
+        scorer(EvalPrediction(predictions=generated[::-1], label_ids=padded[::-1]))
 
 
 def test_bad_pairs_are_skipped_with_one_summary_line(wordpiece_tokenizer, byte_bpe_tokenizer, caplog):
@@ -351,8 +381,6 @@ def test_bad_pairs_are_skipped_with_one_summary_line(wordpiece_tokenizer, byte_b
 def test_wmt_style_translation_column(tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_text(json.dumps({"translation": {"de": "Ein Hund.", "en": "A dog."}}) + "\n")
-    from lmrecipes.translation import load_pairs
-
     data_args = FinetuneDataArguments(train_file=str(path))
     pairs = load_pairs(data_args, TranslationArguments(), "train")
     assert pairs.column_names == ["de", "en"] and pairs[0] == {"de": "Ein Hund.", "en": "A dog."}
