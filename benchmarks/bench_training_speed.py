@@ -603,8 +603,9 @@ def results_markdown(report: dict, table: str) -> str:
             f"{args['vocab_size']}, tied head. Dropout {args['dropout']} everywhere.",
             f"torch threads: {report['machine']['torch threads']}. Clock: **{args['clock']}**"
             + (
-                " (CPU time of the process with one torch thread: the speed on one dedicated core, unaffected "
-                "by other processes sharing the machine; the peak is measured on the same clock)."
+                " (CPU time of the process with one torch thread: about the speed on one dedicated core. Time "
+                "other processes hold the core is left out; their use of the shared caches and memory bandwidth "
+                "is not, so some load effect remains. The peak is measured on the same clock.)"
                 if args["clock"] == "cpu"
                 else " (elapsed time)."
             ),

@@ -32,14 +32,12 @@ from transformers import (
     EvalPrediction,
     PreTrainedTokenizerBase,
     TrainingArguments,
-    set_seed,
 )
 
 from lmrecipes import finetuning
 from lmrecipes.finetuning import FinetuneArguments, FinetuneDataArguments
-from lmrecipes.launch import check_world_size
 from lmrecipes.metrics import load_classification_metrics
-from lmrecipes.training import TaskTrainer
+from lmrecipes.training import TaskTrainer, start_run, train_evaluate_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -288,8 +286,7 @@ def finetune_classification(
     recipe: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Run a classification recipe end to end and return the final metrics (also in all_results.json)."""
-    check_world_size(training_args)
-    set_seed(training_args.seed)
+    start_run(training_args, recipe)
     callbacks = finetuning.early_stopping(
         finetune_args, training_args
     )  # a wrong recipe fails before any work
@@ -355,4 +352,4 @@ def finetune_classification(
         ),
         callbacks=callbacks,
     )
-    return finetuning.train_evaluate_and_save(trainer, tokenizer, recipe)
+    return train_evaluate_and_save(trainer, tokenizer, recipe)

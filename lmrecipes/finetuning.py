@@ -18,7 +18,6 @@ import os
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, load_dataset
@@ -27,17 +26,13 @@ from transformers import (
     EarlyStoppingCallback,
     PretrainedConfig,
     PreTrainedModel,
-    PreTrainedTokenizerBase,
-    Trainer,
     TrainerCallback,
     TrainingArguments,
 )
 from transformers.trainer_utils import IntervalStrategy
 
 from lmrecipes import data
-from lmrecipes.cards import build_model_card
 from lmrecipes.registry import complete_auto_map
-from lmrecipes.training import last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -271,35 +266,3 @@ def check_max_seq_length(max_seq_length: int, config: PretrainedConfig) -> None:
             f"max_seq_length={max_seq_length} exceeds the model's max_position_embeddings={limit}: lower "
             "max_seq_length (long texts are then truncated or cut into windows)."
         )
-
-
-def train_evaluate_and_save(
-    trainer: Trainer, tokenizer: PreTrainedTokenizerBase, recipe: Mapping[str, Any] | None
-) -> dict[str, float]:
-    """Train (resuming from the last complete checkpoint), save, evaluate, and write all_results.json and the card.
-
-    With `load_best_model_at_end` the Trainer has reloaded the best checkpoint when training ends, so the saved
-    model and the final evaluation are the best checkpoint's.
-    """
-    args = trainer.args
-    output_dir = Path(args.output_dir)
-    checkpoint = args.resume_from_checkpoint or last_complete_checkpoint(output_dir)
-    if checkpoint:
-        logger.info("resuming from %s", checkpoint)
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
-    if trainer.state.best_model_checkpoint:
-        logger.info(
-            "best checkpoint: %s (%s)", trainer.state.best_model_checkpoint, trainer.state.best_metric
-        )
-
-    trainer.save_model()
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
-    trainer.save_state()
-    eval_metrics = trainer.evaluate()
-    trainer.log_metrics("eval", eval_metrics)
-    trainer.save_metrics("eval", eval_metrics)  # also merged into all_results.json, with the train metrics
-    if args.should_save:
-        tokenizer.save_pretrained(output_dir)
-        build_model_card(output_dir, recipe)
-    return {**train_result.metrics, **eval_metrics}

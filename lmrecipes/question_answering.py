@@ -28,12 +28,10 @@ from transformers import (
     EvalPrediction,
     PreTrainedTokenizerBase,
     TrainingArguments,
-    set_seed,
 )
 
 from lmrecipes import finetuning
 from lmrecipes.finetuning import FinetuneArguments, FinetuneDataArguments
-from lmrecipes.launch import check_world_size
 from lmrecipes.metrics import load_metric
 from lmrecipes.qa import (
     SQUAD_COLUMNS,
@@ -43,7 +41,7 @@ from lmrecipes.qa import (
     prepare_train_features,
     squad_metric_inputs,
 )
-from lmrecipes.training import TaskTrainer
+from lmrecipes.training import TaskTrainer, start_run, train_evaluate_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +158,7 @@ def finetune_question_answering(
     recipe: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Run an extractive QA recipe end to end and return the final metrics (also in all_results.json)."""
-    check_world_size(training_args)
-    set_seed(training_args.seed)
+    start_run(training_args, recipe)
     callbacks = finetuning.early_stopping(
         finetune_args, training_args
     )  # a wrong recipe fails before any work
@@ -224,4 +221,4 @@ def finetune_question_answering(
         compute_metrics=build_compute_metrics(eval_examples, eval_features, task_args),
         callbacks=callbacks,
     )
-    return finetuning.train_evaluate_and_save(trainer, tokenizer, recipe)
+    return train_evaluate_and_save(trainer, tokenizer, recipe)

@@ -14,12 +14,16 @@ import logging
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from transformers import Seq2SeqTrainer, Trainer
+from transformers import Seq2SeqTrainer, Trainer, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from lmrecipes.hub import HubPushMixin
+from lmrecipes.cards import build_model_card, save_recipe
+from lmrecipes.hub import HubPushMixin, prepare_trainer_push, push_trained_model
+from lmrecipes.launch import check_world_size
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +97,56 @@ class TaskTrainer(LMTrainer):
 
 class LMSeq2SeqTrainer(HubPushMixin, SafeTrainingMixin, Seq2SeqTrainer):
     """The Seq2SeqTrainer of the translation script (token-level perplexity of the target is logged)."""
+
+
+def start_run(training_args, recipe: Mapping[str, Any] | None) -> None:
+    """The start of every recipe, before any data or model work: launch checks, seed, Hub token, recipe record."""
+    check_world_size(training_args)
+    set_seed(training_args.seed)
+    prepare_trainer_push(training_args)  # a push without a token fails now, not after training
+    if training_args.should_save and recipe is not None:
+        save_recipe(training_args.output_dir, recipe)
+
+
+def train_evaluate_and_save(
+    trainer: Trainer,
+    tokenizer,
+    recipe: Mapping[str, Any] | None,
+    extra_eval_metrics: Callable[[Trainer], dict[str, float]] | None = None,
+) -> dict[str, float]:
+    """The end of every recipe: train (resuming from the last complete checkpoint), save, evaluate, write
+    all_results.json and the model card, and push when the recipe asks for it.
+
+    With `load_best_model_at_end` the Trainer has reloaded the best checkpoint when training ends, so the saved
+    model and the final evaluation are the best checkpoint's. `extra_eval_metrics(trainer)` adds metrics computed on
+    the main process after the Trainer's evaluation (pretraining adds the published-unit scores).
+    """
+    args = trainer.args
+    output_dir = Path(args.output_dir)
+    # An interrupted run resumes by itself from its last complete checkpoint, stream position included.
+    checkpoint = args.resume_from_checkpoint or last_complete_checkpoint(output_dir)
+    if checkpoint:
+        logger.info("resuming from %s", checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    if trainer.state.best_model_checkpoint:
+        logger.info(
+            "best checkpoint: %s (%s)", trainer.state.best_model_checkpoint, trainer.state.best_metric
+        )
+
+    trainer.save_model()
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+    eval_metrics = trainer.evaluate()
+    if extra_eval_metrics is not None and trainer.is_world_process_zero():
+        eval_metrics |= extra_eval_metrics(trainer)
+    trainer.log_metrics("eval", eval_metrics)
+    trainer.save_metrics("eval", eval_metrics)  # also merged into all_results.json, with the train metrics
+    if args.should_save:
+        tokenizer.save_pretrained(output_dir)
+        build_model_card(output_dir, recipe, repo_id=args.hub_model_id)
+    push_trained_model(trainer)
+    return {**train_result.metrics, **eval_metrics}
 
 
 def mark_checkpoint_complete(folder: Path) -> None:

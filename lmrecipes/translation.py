@@ -74,7 +74,6 @@ from transformers import (
     PreTrainedTokenizerBase,
     Seq2SeqTrainingArguments,
     TrainerCallback,
-    set_seed,
 )
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.trainer_utils import has_length
@@ -82,13 +81,12 @@ from transformers.trainer_utils import has_length
 from lmrecipes import data, finetuning
 from lmrecipes.cards import build_model_card
 from lmrecipes.finetuning import FinetuneDataArguments
-from lmrecipes.launch import check_world_size
 from lmrecipes.metrics import load_metric
 from lmrecipes.modeling import ModelArguments, build_config
 from lmrecipes.pipelines import DECODER_TOKENIZER_FOLDER
 from lmrecipes.registry import complete_auto_map
 from lmrecipes.tokenization import TOKENIZER_KIND_BY_MODEL_TYPE, train_tokenizer
-from lmrecipes.training import LMSeq2SeqTrainer
+from lmrecipes.training import LMSeq2SeqTrainer, start_run, train_evaluate_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -702,8 +700,7 @@ def finetune_translation(
     recipe: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Run a translation recipe end to end and return the final metrics (also in all_results.json)."""
-    check_world_size(training_args)
-    set_seed(training_args.seed)
+    start_run(training_args, recipe)
     callbacks = finetuning.early_stopping(model_args, training_args)  # a wrong recipe fails before any work
     num_beams, max_length = generation_settings(training_args, task_args)
     output_dir = Path(training_args.output_dir)
@@ -772,7 +769,7 @@ def finetune_translation(
         callbacks=[KeepTargetSpecialTokens(target_tokenizer), *callbacks],
     )
     # Train, save the model and source tokenizer, evaluate, write all_results.json and the card.
-    metrics = finetuning.train_evaluate_and_save(trainer, source_tokenizer, recipe)
+    metrics = train_evaluate_and_save(trainer, source_tokenizer, recipe)
     results = {"eval": {**metrics, **{f"eval_{key}": value for key, value in eval_scorer.signatures.items()}}}
     translations = {"eval": (eval_sources, eval_references, eval_scorer.predictions)}
 
