@@ -100,12 +100,13 @@ class LMSeq2SeqTrainer(HubPushMixin, SafeTrainingMixin, Seq2SeqTrainer):
 
 
 def start_run(training_args, recipe: Mapping[str, Any] | None) -> None:
-    """The start of every recipe, before any data or model work: launch checks, seed, Hub token, recipe record."""
+    """The start of every recipe, before any data or model work: launch checks, seed, Hub token.
+
+    Nothing is written yet: a recipe that fails its checks leaves no output folder behind.
+    """
     check_world_size(training_args)
     set_seed(training_args.seed)
     prepare_trainer_push(training_args)  # a push without a token fails now, not after training
-    if training_args.should_save and recipe is not None:
-        save_recipe(training_args.output_dir, recipe)
 
 
 def train_evaluate_and_save(
@@ -123,6 +124,10 @@ def train_evaluate_and_save(
     """
     args = trainer.args
     output_dir = Path(args.output_dir)
+    if args.should_save and recipe is not None:
+        save_recipe(
+            output_dir, recipe
+        )  # the recipe is on record from the first step, for cards built at push time
     # An interrupted run resumes by itself from its last complete checkpoint, stream position included.
     checkpoint = args.resume_from_checkpoint or last_complete_checkpoint(output_dir)
     if checkpoint:
