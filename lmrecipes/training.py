@@ -125,9 +125,8 @@ def train_evaluate_and_save(
     args = trainer.args
     output_dir = Path(args.output_dir)
     if args.should_save and recipe is not None:
-        save_recipe(
-            output_dir, recipe
-        )  # the recipe is on record from the first step, for cards built at push time
+        # On record from the first step, for cards built at push time.
+        save_recipe(output_dir, recipe)
     # An interrupted run resumes by itself from its last complete checkpoint, stream position included.
     checkpoint = args.resume_from_checkpoint or last_complete_checkpoint(output_dir)
     if checkpoint:
