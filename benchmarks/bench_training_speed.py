@@ -33,6 +33,7 @@ Usage (from the repository root):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -75,6 +76,7 @@ from common import (  # noqa: E402  (benchmarks/ is a folder of scripts, not a p
 from lmrecipes.models.lstm_lm import LSTMLMConfig, LSTMLMForCausalLM  # noqa: E402
 from lmrecipes.models.mini_bert import MiniBertConfig, MiniBertForMaskedLM  # noqa: E402
 from lmrecipes.models.mini_gpt import MiniGPTConfig, MiniGPTForCausalLM  # noqa: E402
+from lmrecipes.recipe import load_recipe  # noqa: E402
 
 FAMILIES = ("lstm_lm", "mini_bert", "mini_gpt")
 RESULTS_SECTION = "Training speed"
@@ -85,6 +87,13 @@ MLM_PROBABILITY = 0.15
 class TrainingSpeedArguments:
     device: str = field(default="cpu", metadata={"help": "cpu (fp32) or cuda (bf16 autocast, fp32 weights)."})
     families: list[str] = field(default_factory=lambda: list(FAMILIES), metadata={"help": "Families to run."})
+    recipes: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Pretraining recipe YAMLs (e.g. recipes/mini_gpt/wikitext2.yaml): each sets the sizes, batch, "
+            "sequence length and dropout of its model_type's family, and the families run are those of the recipes."
+        },
+    )
     batch_size: int = field(default=16, metadata={"help": "Sequences per training step."})
     seq_len: int = field(default=128, metadata={"help": "Tokens per sequence."})
     vocab_size: int = field(default=8000)
@@ -126,6 +135,8 @@ class TrainingSpeedArguments:
     seed: int = field(default=0)
 
     def __post_init__(self) -> None:
+        if self.recipes:
+            self.families = [recipe_model_type(path) for path in self.recipes]
         unknown = sorted(set(self.families) - set(FAMILIES))
         if unknown:
             raise ValueError(f"--families: unknown {unknown}; choose from {list(FAMILIES)}.")
@@ -143,6 +154,65 @@ class TrainingSpeedArguments:
         if self.matmul_size is None:
             # Big enough to reach the peak, small enough that the best of many runs dodges a neighbour's load.
             self.matmul_size = 8192 if self.device.startswith("cuda") else 2048
+
+
+# Recipe field -> benchmark argument. A recipe's one `dropout` sets every dropout of the family, as here.
+RECIPE_TO_ARGUMENT = {
+    "tokenizer_vocab_size": "vocab_size",
+    "block_size": "seq_len",
+    "per_device_train_batch_size": "batch_size",
+    "dropout": "dropout",
+}
+RECIPE_TO_ARGUMENT_BY_FAMILY = {
+    "lstm_lm": {"hidden_size": "lstm_size", "num_hidden_layers": "lstm_layers"},
+    "mini_bert": {
+        "hidden_size": "hidden_size",
+        "num_hidden_layers": "num_layers",
+        "num_attention_heads": "num_heads",
+        "intermediate_size": "intermediate_size",
+        "max_position_embeddings": "max_positions",
+    },
+}
+RECIPE_TO_ARGUMENT_BY_FAMILY["mini_gpt"] = RECIPE_TO_ARGUMENT_BY_FAMILY["mini_bert"]
+
+
+def recipe_model_type(path: str) -> str:
+    model_type = load_recipe(path).get("model_type")
+    if model_type not in FAMILIES:
+        raise ValueError(f"--recipes {path}: model_type {model_type!r} is not one of {list(FAMILIES)}.")
+    return model_type
+
+
+def arguments_for(family: str, args: TrainingSpeedArguments) -> TrainingSpeedArguments:
+    """`args` with the sizes of `family`'s recipe (when --recipes names one), else `args` itself."""
+    for path in args.recipes or []:
+        recipe = load_recipe(path)
+        if recipe.get("model_type") != family:
+            continue
+        if family == "lstm_lm" and recipe.get("embedding_size", recipe.get("hidden_size")) != recipe.get(
+            "hidden_size", recipe.get("embedding_size")
+        ):
+            raise ValueError(f"{path}: the benchmark's reference LSTM needs embedding_size == hidden_size.")
+        mapping = RECIPE_TO_ARGUMENT | RECIPE_TO_ARGUMENT_BY_FAMILY[family]
+        sizes = {argument: recipe[key] for key, argument in mapping.items() if recipe.get(key) is not None}
+        if family != "lstm_lm" and "intermediate_size" not in sizes and "hidden_size" in sizes:
+            sizes["intermediate_size"] = (
+                4 * sizes["hidden_size"]
+            )  # the configs' default when a recipe omits it
+        if "max_positions" not in sizes:
+            sizes["max_positions"] = max(args.max_positions, sizes.get("seq_len", args.seq_len))
+        return dataclasses.replace(args, recipes=None, families=[family], **sizes)
+    return args
+
+
+def describe_sizes(family: str, args: TrainingSpeedArguments) -> str:
+    shape = f"batch {args.batch_size} x seq {args.seq_len}, vocab {args.vocab_size}, dropout {args.dropout}"
+    if family == "lstm_lm":
+        return f"embedding = hidden {args.lstm_size}, {args.lstm_layers} layers, tied head; {shape}"
+    return (
+        f"hidden {args.hidden_size}, {args.num_layers} layers, {args.num_heads} heads, intermediate "
+        f"{args.intermediate_size}, {args.max_positions} positions; {shape}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -434,14 +504,17 @@ def run(args: TrainingSpeedArguments) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     info = machine_info(args.device)
-    tokens_per_step = args.batch_size * args.seq_len
     # Measured before and after the models (the best counts): on a shared machine one measurement may be unlucky.
     peaks = [measure_peaks(device, args)]
 
     results = []
+    sizes = {}
     for family in args.families:
+        family_args = arguments_for(family, args)
+        sizes[family] = describe_sizes(family, family_args)
+        tokens_per_step = family_args.batch_size * family_args.seq_len
         torch.manual_seed(args.seed)
-        pair = build_pair(family, args)
+        pair = build_pair(family, family_args)
         ours_params, reference_params = (
             unique_parameter_count(pair.ours),
             unique_parameter_count(pair.reference),
@@ -461,7 +534,7 @@ def run(args: TrainingSpeedArguments) -> dict:
                     f"{family}: {type(model).__name__} uses {model.config._attn_implementation}"
                 )
         flops_per_token = training_flops_per_token(pair)
-        batch = make_batch(pair.objective, args, device)
+        batch = make_batch(pair.objective, family_args, device)
         steps = {
             family: TrainingStep(pair.ours, batch, device),
             pair.reference_name: TrainingStep(pair.reference, batch, device),
@@ -479,6 +552,8 @@ def run(args: TrainingSpeedArguments) -> dict:
                     "model": name,
                     "is_ours": name == family,
                     "parameters": ours_params,
+                    "batch_size": family_args.batch_size,
+                    "seq_len": family_args.seq_len,
                     "flops_per_token": flops_per_token,
                     "median_step_seconds": median,
                     "relative_iqr": spread,
@@ -511,7 +586,7 @@ def run(args: TrainingSpeedArguments) -> dict:
         "matmul_peak_measurements": peaks,
         "peak_dtype": str(torch.bfloat16 if device.type == "cuda" else torch.float32),
         "arguments": asdict(args),
-        "tokens_per_step": tokens_per_step,
+        "sizes": sizes,
         "clock": args.clock,
         "results": results,
     }
@@ -531,11 +606,12 @@ def ours_tokens_per_second(args: TrainingSpeedArguments) -> dict[str, float]:
     device = torch.device(args.device)
     speeds = {}
     for family in args.families:
+        family_args = arguments_for(family, args)
         torch.manual_seed(args.seed)
-        pair = build_pair(family, args)
-        step = TrainingStep(pair.ours, make_batch(pair.objective, args, device), device)
+        pair = build_pair(family, family_args)
+        step = TrainingStep(pair.ours, make_batch(pair.objective, family_args, device), device)
         times = interleaved_step_times({family: step}, args, device)[family][args.clock]
-        speeds[family] = args.batch_size * args.seq_len / median_and_spread(times)[0]
+        speeds[family] = family_args.batch_size * family_args.seq_len / median_and_spread(times)[0]
         print(f"  {family}: {speeds[family]:,.0f} training tokens/s", flush=True)
         del step, pair
     return speeds
@@ -557,6 +633,7 @@ def results_table(results: list[dict], clock: str, show_torch_matmul_mfu: bool) 
                 r["family"],
                 f"**{r['model']}**" if r["is_ours"] else r["model"],
                 f"{r['parameters'] / 1e6:.2f} M",
+                f"{r['batch_size']} x {r['seq_len']}",
                 f"{r['flops_per_token'] / 1e6:.1f} M",
                 f"{r['median_step_seconds'] * 1000:.0f} ({r['relative_iqr']:.0%})",
                 f"{r['tokens_per_second']:,.0f}",
@@ -571,6 +648,7 @@ def results_table(results: list[dict], clock: str, show_torch_matmul_mfu: bool) 
         "family",
         "model",
         "params",
+        "batch x seq",
         "train FLOPs/token",
         "median step ms (IQR)" if clock == "wall" else "median step CPU ms (IQR)",
         "tokens/s" if clock == "wall" else "tokens per CPU-second",
@@ -593,14 +671,16 @@ def results_markdown(report: dict, table: str) -> str:
     return "\n\n".join(
         [
             f"Training step = forward + backward + AdamW step (Trainer's default optimizer), {precision} on "
-            f"{device}, sdpa attention for both models, batch {args['batch_size']} x seq {args['seq_len']} "
-            f"= {report['tokens_per_step']} tokens. Models of each pair are interleaved step by step in one "
-            f"process; {args['warmup_steps']} warm-up step(s) excluded, median of {args['timed_steps']} timed "
-            "steps (IQR / median in brackets). Sizes: mini_gpt / mini_bert hidden "
-            f"{args['hidden_size']}, {args['num_layers']} layers, {args['num_heads']} heads, intermediate "
-            f"{args['intermediate_size']}, vocab {args['vocab_size']}, {args['max_positions']} positions; "
-            f"lstm_lm embedding = hidden {args['lstm_size']}, {args['lstm_layers']} layers, vocab "
-            f"{args['vocab_size']}, tied head. Dropout {args['dropout']} everywhere.",
+            f"{device}, sdpa attention for both models, the same batch for both. Models of each pair are "
+            f"interleaved step by step in one process; {args['warmup_steps']} warm-up step(s) excluded, median "
+            f"of {args['timed_steps']} timed steps (IQR / median in brackets). Sizes"
+            + (
+                " (from the recipes " + ", ".join(f"`{path}`" for path in args["recipes"]) + ")"
+                if args["recipes"]
+                else ""
+            )
+            + ":\n\n"
+            + "\n".join(f"- {family}: {description}" for family, description in report["sizes"].items()),
             f"torch threads: {report['machine']['torch threads']}. Clock: **{args['clock']}**"
             + (
                 " (CPU time of the process with one torch thread: about the speed on one dedicated core. Time "

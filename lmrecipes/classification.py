@@ -267,9 +267,8 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, max_seq_length: int) -
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ValueError("the tokenizer has neither a pad nor an eos token to pad batches with")
-        tokenizer.pad_token = (
-            tokenizer.eos_token
-        )  # the classification heads find padding from the mask anyway
+        # The classification heads find padding from the attention mask, so eos can double as pad.
+        tokenizer.pad_token = tokenizer.eos_token
     # Right padding keeps a causal model's last real token (which the heads pool) ahead of the padding, so the
     # LSTM and causal attention read it before any pad token.
     tokenizer.padding_side = "right"
@@ -287,9 +286,8 @@ def finetune_classification(
 ) -> dict[str, float]:
     """Run a classification recipe end to end and return the final metrics (also in all_results.json)."""
     start_run(training_args, recipe)
-    callbacks = finetuning.early_stopping(
-        finetune_args, training_args
-    )  # a wrong recipe fails before any work
+    # Checked first, so a wrong early-stopping set-up fails before any work.
+    callbacks = finetuning.early_stopping(finetune_args, training_args)
 
     raw = {}
     for name, split, max_samples in (

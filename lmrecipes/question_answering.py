@@ -159,9 +159,8 @@ def finetune_question_answering(
 ) -> dict[str, float]:
     """Run an extractive QA recipe end to end and return the final metrics (also in all_results.json)."""
     start_run(training_args, recipe)
-    callbacks = finetuning.early_stopping(
-        finetune_args, training_args
-    )  # a wrong recipe fails before any work
+    # Checked first, so a wrong early-stopping set-up fails before any work.
+    callbacks = finetuning.early_stopping(finetune_args, training_args)
 
     tokenizer = finetuning.load_tokenizer(finetune_args)
     # Saved with the model: the extractive-question-answering pipeline then cuts windows as training did.
