@@ -251,7 +251,8 @@ def main() -> None:
                 f"{r['read']['rows']:,}",
                 si(r["read"]["rows"] / r["read"]["seconds"]),
                 f"{r['full']['tokens']:,}",
-                f"{r['read']['characters'] / max(r['pack']['tokens'], 1):.2f}",
+                # Only for whole passes: --max_blocks stops the packing early but not the read.
+                f"{r['read']['characters'] / r['pack']['tokens']:.2f}" if args.max_blocks is None else "n/a",
                 f"{r['pack']['tokens'] / r['pack']['seconds']:,.0f}",
                 f"{r['full']['tokens'] / r['full']['seconds']:,.0f}",
                 f"{r['full']['tokens'] / r['full']['cpu_seconds']:,.0f}",

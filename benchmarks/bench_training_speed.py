@@ -8,7 +8,8 @@ is timed for our model and for its reference, interleaved in the same process on
     lstm_lm   vs  a plain nn.Embedding -> nn.LSTM -> nn.Linear language model written below
 
 Parameter counts are asserted equal, so both models do the same arithmetic. Reported: median step time, tokens/s,
-achieved FLOP/s and model-FLOPs utilisation (MFU) against the matmul peak measured on this machine (before and after the models).
+achieved FLOP/s and model-FLOPs utilisation (MFU) against the matmul peak measured on this machine, before and
+after the models (on CPU for both fp32 backends torch ships, MKL's torch.matmul and oneDNN; the higher counts).
 
 FLOPs per token (training = forward + backward = 3 x forward, a matmul of a (d_in x d_out) weight costing
 2 * d_in * d_out FLOPs per token forward):
@@ -25,6 +26,8 @@ FLOPs per token (training = forward + backward = 3 x forward, a matmul of a (d_i
 Usage (from the repository root):
 
     .venv/bin/python benchmarks/bench_training_speed.py                       # CPU, fp32, all families
+    .venv/bin/python benchmarks/bench_training_speed.py --recipes recipes/mini_gpt/wikitext2.yaml  # a recipe's sizes
+    .venv/bin/python benchmarks/bench_training_speed.py --threads 1 --clock cpu  # on a machine shared with others
     .venv/bin/python benchmarks/bench_training_speed.py --device cuda         # GPU, bf16 autocast
     .venv/bin/python benchmarks/bench_training_speed.py --families mini_gpt --profile true
     .venv/bin/python benchmarks/bench_training_speed.py --update_results true --json_output /tmp/speed.json
@@ -137,6 +140,8 @@ class TrainingSpeedArguments:
     def __post_init__(self) -> None:
         if self.recipes:
             self.families = [recipe_model_type(path) for path in self.recipes]
+            if len(set(self.families)) < len(self.families):
+                raise ValueError(f"--recipes: give one recipe per family, got model types {self.families}.")
         unknown = sorted(set(self.families) - set(FAMILIES))
         if unknown:
             raise ValueError(f"--families: unknown {unknown}; choose from {list(FAMILIES)}.")
