@@ -1,7 +1,7 @@
 """Fine-tune a pretrained model of any family for text classification (SST-2, IMDB) from a recipe.
 
     accelerate launch --config_file accelerate_configs/cpu.yaml scripts/finetune_classification.py \
-        recipes/mini_bert/sst2.yaml --model_name_or_path outputs/mini_bert-wikitext [--any_field value ...]
+        recipes/mini_bert/sst2.yaml --model_name_or_path outputs/mini_bert-wikitext2 [--any_field value ...]
 """
 
 import logging

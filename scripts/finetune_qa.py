@@ -1,7 +1,7 @@
 """Fine-tune a pretrained mini_bert for extractive question answering (SQuAD v1.1) from a recipe.
 
     accelerate launch --config_file accelerate_configs/cpu.yaml scripts/finetune_qa.py \
-        recipes/mini_bert/squad.yaml --model_name_or_path outputs/mini_bert-wikitext [--any_field value ...]
+        recipes/mini_bert/squad.yaml --model_name_or_path outputs/mini_bert-wikitext2 [--any_field value ...]
 """
 
 import logging

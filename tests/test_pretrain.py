@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokeniz
 from lmrecipes.data import DataArguments
 from lmrecipes.modeling import ModelArguments
 from lmrecipes.pretraining import pretrain
-from lmrecipes.recipe import RecipeError, parse_recipe
+from lmrecipes.recipe import RecipeError, load_recipe, parse_recipe
 from lmrecipes.training import COMPLETE_MARKER, NonFiniteLossError, last_complete_checkpoint
 
 pytestmark = pytest.mark.skipif(
@@ -248,3 +248,18 @@ def test_lstm_recipe_with_truncated_bptt_trains_and_refuses_a_stream(gpt_run, tm
     pretrain(*parse_recipe(ARGUMENT_TYPES, [*recipe, str(tmp_path / "tbptt")]))
     losses = eval_losses(tmp_path / "tbptt")
     assert losses[-1] < losses[0], losses
+
+
+PRETRAINING_RECIPES = sorted(
+    path.relative_to(REPO_ROOT).as_posix()
+    for path in REPO_ROOT.glob("recipes/*/*.yaml")
+    if "model_type" in load_recipe(path)
+)
+
+
+@pytest.mark.parametrize("recipe", PRETRAINING_RECIPES)
+def test_every_pretraining_recipe_parses(recipe):
+    model_args, data_args, training_args, merged = parse_recipe(ARGUMENT_TYPES, [str(REPO_ROOT / recipe)])
+    assert model_args.model_type == merged["model_type"]
+    assert data_args.dataset_name or data_args.train_file
+    assert training_args.output_dir == merged["output_dir"]
