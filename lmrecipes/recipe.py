@@ -64,25 +64,21 @@ def parse_recipe(dataclass_types: tuple[type, ...], argv: list[str] | None = Non
     if argv and not argv[0].startswith("-"):
         recipe_path = argv.pop(0)
         recipe = load_recipe(recipe_path)
-    for key in recipe:
-        if key not in known:
-            hint = difflib.get_close_matches(key, known, n=1)
-            raise RecipeError(
-                f"{recipe_path}: unknown field '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
-            )
-    for word in argv:
-        key = word[2:].split("=", 1)[0] if word.startswith("--") else None
-        if key is not None and key not in known:
-            hint = difflib.get_close_matches(key, known, n=1)
-            raise RecipeError(
-                f"unknown command-line field '--{key}'" + (f" (did you mean '--{hint[0]}'?)" if hint else "")
-            )
+    overridden = [word[2:].split("=", 1)[0] for word in argv if word.startswith("--")]
+    for keys, where, prefix in (
+        (recipe, f"{recipe_path}: unknown field", ""),
+        (overridden, "unknown command-line field", "--"),
+    ):
+        for key in keys:
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                suggestion = f" (did you mean '{prefix}{hint[0]}'?)" if hint else ""
+                raise RecipeError(f"{where} '{prefix}{key}'{suggestion}")
 
     words = [word for key, value in recipe.items() for word in _to_cli(key, value)] + argv
     # argparse keeps the last value given for a field, so command-line overrides win over the recipe.
     instances = parser.parse_args_into_dataclasses(args=words)
     # The record kept in the output folder and model card: the recipe plus the overrides, as parsed values.
-    overridden = {word[2:].split("=", 1)[0] for word in argv if word.startswith("--")}
     parsed = {key: getattr(inst, key) for inst in instances for key in overridden if hasattr(inst, key)}
     merged = {**recipe, **{key: _plain(value) for key, value in parsed.items()}}
     reject_token_fields(merged, source=recipe_path or "command line")
