@@ -20,6 +20,9 @@ from pathlib import Path
 
 import torch
 
+# The same call the lmrecipes scripts make before building TrainingArguments (see lmrecipes/launch.py).
+from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
+
 LAUNCHER_ENV = (
     "RANK",
     "WORLD_SIZE",
@@ -31,20 +34,6 @@ LAUNCHER_ENV = (
     "ACCELERATE_USE_CPU",
     "ACCELERATE_MIXED_PRECISION",
 )
-
-
-def use_cpu_when_torchrun_has_no_accelerator() -> None:
-    """Make torchrun workers on a CPU-only machine join one gloo process group instead of each training alone.
-
-    accelerate 1.15 starts several local CPU processes only through its torchrun path (multi_cpu.yaml), and that
-    path does not pass `use_cpu` on to the workers: without it `PartialState` finds no GPU and falls back to
-    "not distributed" (world size 1 in every worker). ACCELERATE_USE_CPU is the variable that both `Accelerator`
-    and `TrainingArguments` read, so setting it before either is built is enough. The lmrecipes training scripts
-    must do the same before they build their TrainingArguments.
-    """
-    launched_by_torchrun = "LOCAL_RANK" in os.environ
-    if launched_by_torchrun and not torch.accelerator.is_available():
-        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
 
 
 def accelerate_report() -> dict:
