@@ -131,6 +131,12 @@ def train_evaluate_and_save(
     checkpoint = args.resume_from_checkpoint or last_complete_checkpoint(output_dir)
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
+    logger.info(
+        "training on %s, %d process(es), mixed precision: %s",
+        args.device,
+        args.world_size,
+        trainer.accelerator.mixed_precision,
+    )
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     if trainer.state.best_model_checkpoint:
         logger.info(
