@@ -14,8 +14,10 @@ Where the model comes from:
   joins a pretrained mini_bert output folder (the encoder) and a pretrained mini_gpt output folder (the decoder, which
   gets new, randomly initialised cross-attention sublayers). The source is read with the encoder's tokenizer and the
   target written with the decoder's.
-- From scratch (`from_scratch: true`): a new mini_bert encoder and mini_gpt decoder sized by the recipe, with
-  tokenizers trained on the training pairs: WordPiece on the source side and byte-level BPE on the target side, the
+- Random initialisation of the warm start's architecture (`from_scratch: true` with both folders named): the same
+  encoder and decoder configurations and tokenizers, random weights; the baseline that shows what pretraining buys.
+- From scratch (`from_scratch: true`, no folders): a new mini_bert encoder and mini_gpt decoder sized by the recipe,
+  with tokenizers trained on the training pairs: WordPiece on the source side and byte-level BPE on the target side, the
   kinds of the two families (or one byte-level BPE tokenizer trained on both languages, `shared_tokenizer: true`).
   The full recipe (recipes/encoder_decoder/multi30k.yaml) does this: the pretrained tokenizers were trained on
   English WikiText, so they cut German words into many short pieces, and the uncased WordPiece one also folds
@@ -63,6 +65,7 @@ import numpy as np
 from datasets import Dataset, load_dataset
 from torch.utils.data import SequentialSampler
 from transformers import (
+    AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -121,8 +124,9 @@ class TranslationModelArguments:
     from_scratch: bool = field(
         default=False,
         metadata={
-            "help": "New encoder and decoder sized by the encoder_*/decoder_* fields, with tokenizers trained on "
-            "the training pairs, instead of the pretrained folders."
+            "help": "Random weights. With encoder/decoder_name_or_path: their architecture and tokenizers (the "
+            "baseline of the warm start); without: models sized by the encoder_*/decoder_* fields, with tokenizers "
+            "trained on the training pairs."
         },
     )
     shared_tokenizer: bool = field(
@@ -168,22 +172,22 @@ class TranslationModelArguments:
             for name in ("encoder_name_or_path", "decoder_name_or_path")
             if getattr(self, name)
         }
-        if self.from_scratch and paths:
+        missing = {"encoder_name_or_path", "decoder_name_or_path"} - paths.keys()
+        if missing and (paths or not self.from_scratch):
             raise ValueError(
-                f"from_scratch builds new models with tokenizers trained on the data: remove {' and '.join(paths)} "
-                "(or drop from_scratch to warm-start from them)"
+                f"{' and '.join(sorted(missing))}: name the pretrained mini_bert (encoder) and mini_gpt "
+                "(decoder) output folders, or set from_scratch: true with neither"
             )
-        if not self.from_scratch:
-            missing = {"encoder_name_or_path", "decoder_name_or_path"} - paths.keys()
-            if missing:
-                raise ValueError(
-                    f"{' and '.join(sorted(missing))}: name the pretrained mini_bert (encoder) and mini_gpt "
-                    "(decoder) output folders, or set from_scratch: true"
-                )
-        if self.shared_tokenizer and not self.from_scratch:
+        if self.shared_tokenizer and not self.trains_tokenizers:
             raise ValueError(
-                "shared_tokenizer only applies to from_scratch (a warm start uses the folders' tokenizers)"
+                "shared_tokenizer only applies to from_scratch without pretrained folders (otherwise the folders' "
+                "tokenizers are used)"
             )
+
+    @property
+    def trains_tokenizers(self) -> bool:
+        """New models with new tokenizers: from_scratch with no pretrained folders to take them from."""
+        return self.from_scratch and not (self.encoder_name_or_path or self.decoder_name_or_path)
 
 
 @dataclass
@@ -408,8 +412,8 @@ def load_tokenizers(
     training_args: Seq2SeqTrainingArguments,
     raw_train: Dataset,
 ) -> tuple[PreTrainedTokenizerBase, PreTrainedTokenizerBase]:
-    """The pretrained folders' tokenizers; for from_scratch, the ones an interrupted run saved, else new ones."""
-    if not model_args.from_scratch:
+    """The pretrained folders' tokenizers; without folders, the ones an interrupted run saved, else new ones."""
+    if not model_args.trains_tokenizers:
         return (
             AutoTokenizer.from_pretrained(model_args.encoder_name_or_path),
             AutoTokenizer.from_pretrained(model_args.decoder_name_or_path),
@@ -451,7 +455,7 @@ def build_translation_model(
     max_target_positions: int,
 ) -> EncoderDecoderModel:
     """The EncoderDecoderModel with the target tokenizer's special tokens set (no generation settings yet)."""
-    if model_args.from_scratch:
+    if model_args.trains_tokenizers:
 
         def sized(family: str, prefix: str, max_positions: int) -> ModelArguments:
             return ModelArguments(
@@ -475,9 +479,19 @@ def build_translation_model(
             config=EncoderDecoderConfig.from_encoder_decoder_configs(encoder_config, decoder_config)
         )
     else:
-        model = EncoderDecoderModel.from_encoder_decoder_pretrained(
-            model_args.encoder_name_or_path, model_args.decoder_name_or_path
-        )
+        if model_args.from_scratch:
+            # The warm start's architecture with random weights; from_encoder_decoder_configs adds cross-attention
+            # to the decoder, as from_encoder_decoder_pretrained does.
+            model = EncoderDecoderModel(
+                config=EncoderDecoderConfig.from_encoder_decoder_configs(
+                    AutoConfig.from_pretrained(model_args.encoder_name_or_path),
+                    AutoConfig.from_pretrained(model_args.decoder_name_or_path),
+                )
+            )
+        else:
+            model = EncoderDecoderModel.from_encoder_decoder_pretrained(
+                model_args.encoder_name_or_path, model_args.decoder_name_or_path
+            )
         for role, path, config, family in (
             ("encoder", model_args.encoder_name_or_path, model.config.encoder, ENCODER_FAMILY),
             ("decoder", model_args.decoder_name_or_path, model.config.decoder, DECODER_FAMILY),

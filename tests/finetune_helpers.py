@@ -6,17 +6,14 @@ import json
 from pathlib import Path
 
 import yaml
-from launch import REPO_ROOT
-from transformers import TrainingArguments
+from launch import REPO_ROOT, accelerate_launch
 
-from lmrecipes.data import DataArguments
-from lmrecipes.modeling import ModelArguments
-from lmrecipes.pretraining import pretrain
 from lmrecipes.recipe import load_recipe, parse_recipe
 
 
 def pretrain_tiny(family: str, output_dir: Path, corpus: list[str], max_steps: int = 10) -> Path:
-    """The family's tiny pretraining recipe, in this process, on a small local corpus instead of WikiText.
+    """The family's tiny pretraining recipe through the real script (`accelerate launch scripts/pretrain.py`), on a
+    small local corpus instead of WikiText: the fine-tuning tests then chain the real scripts end to end.
 
     Same model sizes and tokenizer as recipes/<family>/tiny.yaml; the corpus is a few hundred lines of the
     fine-tuning data, so the tokenizer is trained (and the model pretrained) on in-domain text in a few seconds.
@@ -38,8 +35,7 @@ def pretrain_tiny(family: str, output_dir: Path, corpus: list[str], max_steps: i
         save_strategy="no",
         disable_tqdm=True,
     )
-    *arguments, merged = parse_recipe((ModelArguments, DataArguments, TrainingArguments), [str(recipe_file)])
-    pretrain(*arguments, merged)
+    accelerate_launch("pretrain.py", str(recipe_file))
     return output_dir
 
 

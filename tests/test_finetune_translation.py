@@ -18,19 +18,18 @@ import yaml
 from datasets import Dataset
 from launch import REPO_ROOT, accelerate_launch
 from transformers import (
+    AutoModel,
+    AutoTokenizer,
     DataCollatorForSeq2Seq,
     EncoderDecoderModel,
     EvalPrediction,
     Seq2SeqTrainingArguments,
-    TrainingArguments,
     pipeline,
 )
 
-from lmrecipes.data import DataArguments, load_hub_dataset
+from lmrecipes.data import load_hub_dataset
 from lmrecipes.finetuning import FinetuneDataArguments
-from lmrecipes.modeling import ModelArguments
 from lmrecipes.pipelines import DECODER_TOKENIZER_FOLDER, TRANSLATION_TASK, register_pipelines
-from lmrecipes.pretraining import pretrain
 from lmrecipes.recipe import load_recipe, parse_recipe
 from lmrecipes.translation import (
     TranslationArguments,
@@ -43,6 +42,7 @@ from lmrecipes.translation import (
     generation_settings,
     load_pairs,
     load_saved_tokenizers,
+    load_tokenizers,
     prepare_split,
     target_label_ids,
 )
@@ -85,7 +85,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory) -> dict[str, Path]:
-    """mini_bert and mini_gpt pretrained in this process with the tiny recipes' sizes, briefly, on a slice of
+    """mini_bert and mini_gpt pretrained through the real script with the tiny recipes' sizes, briefly, on a slice of
     WikiText-2 written to local files (the full split would take longer to tokenize than this whole test file)."""
     corpus = tmp_path_factory.mktemp("wikitext-slice")
     for split, lines in (("train", 1500), ("validation", 100)):
@@ -102,11 +102,7 @@ def pretrained(tmp_path_factory) -> dict[str, Path]:
         recipe |= {"max_steps": 8, "eval_strategy": "no", "eval_on_start": False, "save_strategy": "no"}
         recipe_path = corpus / f"{family}.yaml"
         recipe_path.write_text(yaml.safe_dump(recipe))
-        *arguments, merged = parse_recipe(
-            (ModelArguments, DataArguments, TrainingArguments),
-            [str(recipe_path), "--output_dir", str(folders[family])],
-        )
-        pretrain(*arguments, merged)
+        accelerate_launch("pretrain.py", str(recipe_path), "--output_dir", str(folders[family]))
     return folders
 
 
@@ -261,6 +257,38 @@ def test_from_scratch_trains_tokenizers_on_the_pairs(shared, tmp_path):
     assert model.config.encoder.max_position_embeddings == 48 and model.config.encoder.hidden_size == 32
 
 
+def test_from_scratch_with_pretrained_folders_randomises_the_warm_start(pretrained, byte_bpe_tokenizer):
+    folders = {
+        "encoder_name_or_path": str(pretrained["mini_bert"]),
+        "decoder_name_or_path": str(pretrained["mini_gpt"]),
+    }
+    model_args = TranslationModelArguments(from_scratch=True, **folders)
+    assert not model_args.trains_tokenizers
+    source_tokenizer, target_tokenizer = load_tokenizers(model_args, TranslationArguments(), None, None)
+    assert source_tokenizer.vocab == AutoTokenizer.from_pretrained(pretrained["mini_bert"]).vocab
+    models = {
+        from_scratch: build_translation_model(
+            TranslationModelArguments(from_scratch=from_scratch, **folders),
+            source_tokenizer,
+            target_tokenizer,
+            max_source_positions=64,
+            max_target_positions=64,
+        )
+        for from_scratch in (False, True)
+    }
+    warm, random = models[False], models[True]
+    assert random.config.decoder.add_cross_attention and random.config.decoder.is_decoder
+    for side in ("encoder", "decoder"):
+        assert getattr(random.config, side).to_diff_dict() == getattr(warm.config, side).to_diff_dict()
+    assert random.num_parameters() == warm.num_parameters()
+    pretrained_encoder = AutoModel.from_pretrained(pretrained["mini_bert"])
+    embedding = pretrained_encoder.get_input_embeddings().weight
+    assert torch.equal(warm.encoder.get_input_embeddings().weight, embedding)
+    assert not torch.equal(random.encoder.get_input_embeddings().weight, embedding)
+    with pytest.raises(ValueError, match="shared_tokenizer only applies"):
+        TranslationModelArguments(from_scratch=True, shared_tokenizer=True, **folders)
+
+
 # --------------------------------------------------------------------------------------------- pieces
 
 
@@ -389,7 +417,7 @@ def test_wmt_style_translation_column(tmp_path):
 
 
 def test_recipe_mistakes_fail_before_training(wordpiece_tokenizer, byte_bpe_tokenizer, tmp_path):
-    with pytest.raises(ValueError, match="remove encoder_name_or_path"):
+    with pytest.raises(ValueError, match="decoder_name_or_path: name the pretrained"):
         TranslationModelArguments(from_scratch=True, encoder_name_or_path="outputs/mini_bert-tiny")
     with pytest.raises(ValueError, match="decoder_name_or_path: name the pretrained"):
         TranslationModelArguments(encoder_name_or_path="outputs/mini_bert-tiny")
@@ -409,3 +437,17 @@ def test_recipe_mistakes_fail_before_training(wordpiece_tokenizer, byte_bpe_toke
         check_lengths_fit(model, TranslationArguments(max_source_length=64, max_target_length=16), 17)
     with pytest.raises(ValueError, match="generation_max_length=40 needs 39 decoder positions"):
         check_lengths_fit(model, TranslationArguments(max_source_length=16, max_target_length=16), 40)
+
+
+@pytest.mark.parametrize(
+    "recipe", ["recipes/encoder_decoder/multi30k.yaml", "recipes/encoder_decoder/multi30k_warm_start.yaml"]
+)
+def test_full_size_recipes_parse(recipe, tmp_path):
+    """The recipes too long for the tests still name only real fields with valid values."""
+    model_args, _, task_args, training_args, _ = parse_recipe(
+        (TranslationModelArguments, FinetuneDataArguments, TranslationArguments, Seq2SeqTrainingArguments),
+        [str(REPO_ROOT / recipe), "--output_dir", str(tmp_path)],
+    )
+    assert training_args.predict_with_generate and training_args.generation_num_beams == 4
+    assert model_args.trains_tokenizers == (recipe.endswith("multi30k.yaml"))
+    generation_settings(training_args, task_args)  # the decoding settings fit together
