@@ -693,6 +693,14 @@ class TranslationTrainer(LMSeq2SeqTrainer):
         # Distributed: None lets accelerate shard the rows in order and gather them back in order.
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
+    def evaluation_loop(self, *args: Any, **kwargs: Any):
+        # Seq2SeqTrainer.evaluate/predict (transformers 5.23) gather with accelerator.gather, for generations with
+        # num_return_sequences > 1 (transformers PR #27025). That keeps the rows accelerate repeats to even out the
+        # last batch across processes: with 2 processes the scorer got more translations than references. One
+        # translation per row here, so gather_for_metrics, which drops the repeats, is right.
+        self.gather_function = self.accelerator.gather_for_metrics
+        return super().evaluation_loop(*args, **kwargs)
+
 
 def write_translations(
     path: Path, sources: Sequence[str], references: Sequence[str], predictions: Sequence[str]
