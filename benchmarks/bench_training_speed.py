@@ -29,6 +29,7 @@ Usage (from the repository root):
     .venv/bin/python benchmarks/bench_training_speed.py --recipes recipes/mini_gpt/wikitext2.yaml  # a recipe's sizes
     .venv/bin/python benchmarks/bench_training_speed.py --threads 1 --clock cpu  # on a machine shared with others
     .venv/bin/python benchmarks/bench_training_speed.py --device cuda         # GPU, bf16 autocast
+    .venv/bin/python benchmarks/bench_training_speed.py --device cuda --torch_compile true  # both models compiled
     .venv/bin/python benchmarks/bench_training_speed.py --families mini_gpt --profile true
     .venv/bin/python benchmarks/bench_training_speed.py --update_results true --json_output /tmp/speed.json
 """
@@ -109,6 +110,13 @@ class TrainingSpeedArguments:
     lstm_layers: int = field(default=2)
     dropout: float = field(default=0.1, metadata={"help": "Dropout of every kind, in both models of a pair."})
     warmup_steps: int = field(default=3, metadata={"help": "Untimed steps per model before timing."})
+    torch_compile: bool = field(
+        default=False,
+        metadata={
+            "help": "torch.compile both models of each pair, as a recipe's torch_compile: true does (compilation "
+            "happens in the warm-up steps)."
+        },
+    )
     timed_steps: int = field(default=10, metadata={"help": "Timed steps per model (median reported)."})
     threads: int | None = field(default=None, metadata={"help": "torch.set_num_threads (default: torch's)."})
     clock: str = field(
@@ -382,8 +390,15 @@ def trainer_default_optimizer(model: nn.Module, device: torch.device) -> torch.o
 class TrainingStep:
     """forward (bf16 autocast on GPU) -> loss.backward() -> optimizer.step() -> zero_grad, as Trainer does."""
 
-    def __init__(self, model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device):
+    def __init__(
+        self,
+        model: nn.Module,
+        batch: dict[str, torch.Tensor],
+        device: torch.device,
+        compile_model: bool = False,
+    ):
         self.model, self.batch, self.device = model.to(device).train(), batch, device
+        self.forward = torch.compile(self.model) if compile_model else self.model
         self.optimizer = trainer_default_optimizer(self.model, device)
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -393,7 +408,7 @@ class TrainingStep:
 
     def __call__(self) -> None:
         with self.autocast():
-            outputs = self.model(**self.batch)
+            outputs = self.forward(**self.batch)
         loss = outputs["loss"]
         loss.backward()
         self.optimizer.step()
@@ -541,8 +556,8 @@ def run(args: TrainingSpeedArguments) -> dict:
         flops_per_token = training_flops_per_token(pair)
         batch = make_batch(pair.objective, family_args, device)
         steps = {
-            family: TrainingStep(pair.ours, batch, device),
-            pair.reference_name: TrainingStep(pair.reference, batch, device),
+            family: TrainingStep(pair.ours, batch, device, args.torch_compile),
+            pair.reference_name: TrainingStep(pair.reference, batch, device, args.torch_compile),
         }
         print(f"\n{family} vs {pair.reference_name}: {ours_params:,} parameters each, timing ...", flush=True)
         times = interleaved_step_times(steps, args, device)

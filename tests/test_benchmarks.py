@@ -1,0 +1,36 @@
+"""The speed benchmark still runs: a tiny pair per family, one timed step, through the real script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from launch import REPO_ROOT
+
+
+def test_training_speed_benchmark_times_each_family_against_its_built_in_twin(tmp_path):
+    output = tmp_path / "speed.json"
+    tiny = (
+        "--hidden_size 32 --num_layers 1 --num_heads 2 --intermediate_size 64 --seq_len 16 --max_positions 16"
+    )
+    command = [
+        sys.executable,
+        "benchmarks/bench_training_speed.py",
+        *tiny.split(),
+        *"--lstm_size 32 --lstm_layers 1 --batch_size 2 --vocab_size 100 --warmup_steps 1 --timed_steps 1".split(),
+        *"--matmul_size 64 --matmul_repeats 1 --threads 1 --json_output".split(),
+        str(output),
+    ]
+    run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(output.read_text())["results"]
+    by_family: dict[str, list[dict]] = {}
+    for row in results:
+        by_family.setdefault(row["family"], []).append(row)
+    assert set(by_family) == {"lstm_lm", "mini_bert", "mini_gpt"}
+    for family, (first, second) in by_family.items():
+        assert {first["is_ours"], second["is_ours"]} == {True, False}, family
+        # the pair does the same arithmetic: equal parameter counts, so tokens/s compare like with like
+        assert first["parameters"] == second["parameters"] > 0
+        assert first["tokens_per_second"] > 0 and second["tokens_per_second"] > 0
