@@ -26,7 +26,8 @@ Where the model comes from:
 
 Sample limits (max_train_samples, ...) pick pairs before the unusable ones are dropped, unlike the other fine-tuning
 scripts: telling a pair too long needs its tokens, and tokenizing all of Multi30k for a 256-pair smoke test would
-take longer than the test's training. New tokenizers (from_scratch) are trained on the picked training pairs.
+take longer than the test's training. New tokenizers (from_scratch without folders) are trained on the picked training
+pairs.
 
 The output folder loads back with `EncoderDecoderModel.from_pretrained(output_dir)` (or `AutoModelForSeq2SeqLM`)
 once lmrecipes is imported. It holds the model, whose generation_config.json has the decoding settings that were
@@ -132,27 +133,43 @@ class TranslationModelArguments:
     shared_tokenizer: bool = field(
         default=False,
         metadata={
-            "help": "from_scratch: one byte-level BPE tokenizer trained on both languages for both sides, instead "
+            "help": "from_scratch without folders: one byte-level BPE tokenizer trained on both languages for both sides, instead "
             "of WordPiece for the source and byte-level BPE for the target."
         },
     )
     tokenizer_vocab_size: int = field(
-        default=8000, metadata={"help": "from_scratch: vocabulary size of each new tokenizer."}
+        default=8000,
+        metadata={"help": "from_scratch without folders: vocabulary size of each new tokenizer."},
     )
-    encoder_hidden_size: int = field(default=256, metadata={"help": "from_scratch: encoder width."})
-    encoder_num_hidden_layers: int = field(default=3, metadata={"help": "from_scratch: encoder layers."})
-    encoder_num_attention_heads: int = field(default=4, metadata={"help": "from_scratch: encoder heads."})
+    encoder_hidden_size: int = field(
+        default=256, metadata={"help": "from_scratch without folders: encoder width."}
+    )
+    encoder_num_hidden_layers: int = field(
+        default=3, metadata={"help": "from_scratch without folders: encoder layers."}
+    )
+    encoder_num_attention_heads: int = field(
+        default=4, metadata={"help": "from_scratch without folders: encoder heads."}
+    )
     encoder_intermediate_size: int | None = field(
-        default=None, metadata={"help": "from_scratch: encoder MLP size (4 x hidden when unset)."}
+        default=None,
+        metadata={"help": "from_scratch without folders: encoder MLP size (4 x hidden when unset)."},
     )
-    decoder_hidden_size: int = field(default=256, metadata={"help": "from_scratch: decoder width."})
-    decoder_num_hidden_layers: int = field(default=3, metadata={"help": "from_scratch: decoder layers."})
-    decoder_num_attention_heads: int = field(default=4, metadata={"help": "from_scratch: decoder heads."})
+    decoder_hidden_size: int = field(
+        default=256, metadata={"help": "from_scratch without folders: decoder width."}
+    )
+    decoder_num_hidden_layers: int = field(
+        default=3, metadata={"help": "from_scratch without folders: decoder layers."}
+    )
+    decoder_num_attention_heads: int = field(
+        default=4, metadata={"help": "from_scratch without folders: decoder heads."}
+    )
     decoder_intermediate_size: int | None = field(
-        default=None, metadata={"help": "from_scratch: decoder MLP size (4 x hidden when unset)."}
+        default=None,
+        metadata={"help": "from_scratch without folders: decoder MLP size (4 x hidden when unset)."},
     )
     dropout: float | None = field(
-        default=None, metadata={"help": "from_scratch: every dropout probability of both models."}
+        default=None,
+        metadata={"help": "from_scratch without folders: every dropout probability of both models."},
     )
     early_stopping_patience: int | None = field(
         default=None,
