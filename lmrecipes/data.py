@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Literal
@@ -40,6 +40,43 @@ FILE_BUILDERS = {
     ".csv": "csv",
     ".parquet": "parquet",
 }
+
+
+def check_data_source(args: Any, file_builders: Mapping[str, str]) -> None:
+    """The checks every data-argument class runs before any work: a Hub dataset or local files (not both), files
+    that exist in one format `file_builders` can read, and an evaluation split other than the training one.
+
+    `args` has dataset_name, dataset_config_name, train_file, validation_file, train_split and eval_split.
+    """
+    files = {"train_file": args.train_file, "validation_file": args.validation_file}
+    given_files = {name: path for name, path in files.items() if path is not None}
+    if args.dataset_name is None and not given_files:
+        raise ValueError(
+            "No data given: set dataset_name (Hub id) or train_file/validation_file (local files)."
+        )
+    if args.dataset_name is not None and given_files:
+        raise ValueError(
+            f"Give either dataset_name ({args.dataset_name!r}) or local files ({', '.join(given_files)}), not both."
+        )
+    if given_files and args.dataset_config_name is not None:
+        raise ValueError("dataset_config_name only applies to dataset_name, not to local files.")
+    builders = set()
+    for name, path in given_files.items():
+        extension = os.path.splitext(path)[1].lower()
+        if extension not in file_builders:
+            raise ValueError(
+                f"{name}={path!r}: unsupported extension {extension!r}; use one of {sorted(file_builders)}."
+            )
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{name}={path!r} does not exist or is not a file.")
+        builders.add(file_builders[extension])
+    if len(builders) > 1:
+        raise ValueError(f"train_file and validation_file must have the same format, got {sorted(builders)}.")
+    if args.train_split == args.eval_split:
+        raise ValueError(
+            f"train_split and eval_split are both {args.train_split!r}; evaluate on another split."
+        )
+
 
 # Rows tokenized and packed together by one `.map` call. Leftover tokens at the end of each such batch (fewer than a
 # block) are dropped, as in transformers' run_clm.py; with ~1000 rows per batch that is well under 1% of the text.
@@ -124,36 +161,7 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
-        files = {"train_file": self.train_file, "validation_file": self.validation_file}
-        given_files = {name: path for name, path in files.items() if path is not None}
-        if self.dataset_name is None and not given_files:
-            raise ValueError(
-                "No data given: set dataset_name (Hub id) or train_file/validation_file (local files)."
-            )
-        if self.dataset_name is not None and given_files:
-            raise ValueError(
-                f"Give either dataset_name ({self.dataset_name!r}) or local files ({', '.join(given_files)}), not both."
-            )
-        extensions = set()
-        for name, path in given_files.items():
-            extension = os.path.splitext(path)[1].lower()
-            if extension not in FILE_BUILDERS:
-                raise ValueError(
-                    f"{name}={path!r}: unsupported extension {extension!r}; use one of {sorted(FILE_BUILDERS)}."
-                )
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"{name}={path!r} does not exist or is not a file.")
-            extensions.add(FILE_BUILDERS[extension])
-        if len(extensions) > 1:
-            raise ValueError(
-                f"train_file and validation_file must have the same format, got {sorted(extensions)}."
-            )
-        if given_files and self.dataset_config_name is not None:
-            raise ValueError("dataset_config_name only applies to dataset_name, not to local files.")
-        if self.train_split == self.eval_split:
-            raise ValueError(
-                f"train_split and eval_split are both {self.train_split!r}; evaluate on another split."
-            )
+        check_data_source(self, FILE_BUILDERS)
         if self.block_size < 2:
             raise ValueError(f"block_size must be >= 2, got {self.block_size}.")
         if self.shuffle_buffer_size < 1:

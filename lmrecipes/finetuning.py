@@ -197,35 +197,7 @@ class FinetuneDataArguments:
     )
 
     def __post_init__(self) -> None:
-        files = {"train_file": self.train_file, "validation_file": self.validation_file}
-        given_files = {name: path for name, path in files.items() if path is not None}
-        if self.dataset_name is None and not given_files:
-            raise ValueError("No data given: set dataset_name (Hub id) or train_file/validation_file.")
-        if self.dataset_name is not None and given_files:
-            raise ValueError(
-                f"Give either dataset_name ({self.dataset_name!r}) or local files ({', '.join(given_files)}), "
-                "not both."
-            )
-        if given_files and self.dataset_config_name is not None:
-            raise ValueError("dataset_config_name only applies to dataset_name, not to local files.")
-        builders = set()
-        for name, path in given_files.items():
-            extension = os.path.splitext(path)[1].lower()
-            if extension not in TASK_FILE_BUILDERS:
-                raise ValueError(
-                    f"{name}={path!r}: unsupported extension {extension!r}; use one of {sorted(TASK_FILE_BUILDERS)}."
-                )
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"{name}={path!r} does not exist or is not a file.")
-            builders.add(TASK_FILE_BUILDERS[extension])
-        if len(builders) > 1:
-            raise ValueError(
-                f"train_file and validation_file must have the same format, got {sorted(builders)}."
-            )
-        if self.train_split == self.eval_split:
-            raise ValueError(
-                f"train_split and eval_split are both {self.train_split!r}; evaluate on another split."
-            )
+        data.check_data_source(self, TASK_FILE_BUILDERS)
         for name in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
             value = getattr(self, name)
             if value is not None and value < 1:

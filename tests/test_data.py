@@ -26,6 +26,7 @@ from lmrecipes.data import (
     split_streaming_dataset,
     usable_dataloader_workers,
 )
+from lmrecipes.finetuning import FinetuneDataArguments
 from lmrecipes.tokenization import train_tokenizer
 
 MIRROR = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
@@ -85,6 +86,33 @@ def test_resolve_dataset_prefers_the_mirror(tmp_path, monkeypatch):
 
 
 # --- arguments and loading errors -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arguments", [DataArguments, FinetuneDataArguments], ids=lambda cls: cls.__name__)
+def test_both_data_argument_classes_check_the_data_source(arguments, tmp_path):
+    """Pretraining and fine-tuning recipes share one check of where the data comes from."""
+    with pytest.raises(ValueError, match="No data given"):
+        arguments()
+    train = write_jsonl(tmp_path / "train.jsonl", [{"text": "hello", "label": 0}])
+    with pytest.raises(ValueError, match="not both"):
+        arguments(dataset_name="stanfordnlp/sst2", train_file=train)
+    with pytest.raises(ValueError, match="dataset_config_name only applies to dataset_name"):
+        arguments(train_file=train, dataset_config_name="default")
+    with pytest.raises(FileNotFoundError, match="validation_file='/no/such/file.jsonl'"):
+        arguments(train_file=train, validation_file="/no/such/file.jsonl")
+    (tmp_path / "validation.csv").write_text("text,label\nhi,1\n")
+    with pytest.raises(ValueError, match="must have the same format"):
+        arguments(train_file=train, validation_file=str(tmp_path / "validation.csv"))
+    with pytest.raises(ValueError, match="train_split and eval_split are both 'train'"):
+        arguments(dataset_name="stanfordnlp/sst2", eval_split="train")
+    # fine-tuning needs labelled rows, so plain text files are for pretraining only
+    text_file = tmp_path / "train.txt"
+    text_file.write_text("hello\n")
+    if arguments is FinetuneDataArguments:
+        with pytest.raises(ValueError, match="unsupported extension '.txt'"):
+            arguments(train_file=str(text_file))
+    else:
+        assert arguments(train_file=str(text_file)).train_file == str(text_file)
 
 
 def test_data_arguments_validation(tmp_path):
