@@ -407,7 +407,13 @@ def test_from_scratch_has_the_architecture_but_not_the_weights(pretrained):
 
 
 @pytest.mark.parametrize(
-    "recipe", ["recipes/mini_bert/sst2.yaml", "recipes/mini_bert/imdb.yaml", "recipes/mini_gpt/sst2.yaml"]
+    "recipe",
+    [
+        "recipes/mini_bert/sst2.yaml",
+        "recipes/mini_bert/imdb.yaml",
+        "recipes/mini_gpt/sst2.yaml",
+        "recipes/lstm_lm/sst2.yaml",
+    ],
 )
 def test_full_size_recipes_parse(recipe, tmp_path):
     """The recipes too long for the tests still name only real fields with valid values."""
