@@ -126,6 +126,17 @@ def random_input_ids(batch_size: int, seq_len: int, seed: int = 0) -> torch.Tens
     return torch.randint(2, VOCAB_SIZE, (batch_size, seq_len), generator=generator)
 
 
+def padded_batch(lengths: list[int], seq_len: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random ids with `lengths` real tokens per row, padded on `side` with the pad id; and the attention mask."""
+    input_ids = random_input_ids(len(lengths), seq_len, seed=3)
+    attention_mask = torch.zeros_like(input_ids)
+    for row, length in enumerate(lengths):
+        real = slice(0, length) if side == "right" else slice(seq_len - length, seq_len)
+        attention_mask[row, real] = 1
+    input_ids = input_ids.masked_fill(attention_mask == 0, PAD_ID)
+    return input_ids, attention_mask
+
+
 def make_labels(model_class: type, input_ids: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed + 1)
     batch_size, seq_len = input_ids.shape

@@ -19,6 +19,7 @@ from model_specs import (
     kind_of,
     main_output,
     make_labels,
+    padded_batch,
     random_input_ids,
     tiny_model,
 )
@@ -38,10 +39,7 @@ def ids(model_class: type) -> str:
 
 
 def right_padded_batch() -> tuple[torch.Tensor, torch.Tensor]:
-    input_ids = random_input_ids(4, 24)
-    attention_mask = torch.ones_like(input_ids)
-    attention_mask[0, 17:] = 0
-    attention_mask[2, 9:] = 0
+    input_ids, attention_mask = padded_batch([17, 24, 9, 24], 24, "right")
     return input_ids.cuda(), attention_mask.cuda()
 
 

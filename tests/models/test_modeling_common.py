@@ -25,6 +25,7 @@ from model_specs import (
     main_output,
     make_labels,
     manual_loss,
+    padded_batch,
     random_input_ids,
     tiny_model,
 )
@@ -194,16 +195,6 @@ def test_gradient_checkpointing_gives_the_same_gradients(model_class):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _padded_batch(lengths: list[int], seq_len: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
-    input_ids = random_input_ids(len(lengths), seq_len, seed=3)
-    attention_mask = torch.zeros_like(input_ids)
-    for row, length in enumerate(lengths):
-        real = slice(0, length) if side == "right" else slice(seq_len - length, seq_len)
-        attention_mask[row, real] = 1
-    input_ids = input_ids.masked_fill(attention_mask == 0, PAD_ID)
-    return input_ids, attention_mask
-
-
 PADDING_CASES = [(c, "right") for c in ALL_HEADS] + [
     (c, "left") for c in ALL_HEADS if family_of(c) in ("lstm_lm", "mini_gpt")
 ]
@@ -215,7 +206,7 @@ PADDING_CASES = [(c, "right") for c in ALL_HEADS] + [
 def test_padded_batch_matches_each_example_alone(model_class, side):
     model = tiny_model(model_class)
     seq_len, lengths = 10, [10, 6, 3]
-    input_ids, attention_mask = _padded_batch(lengths, seq_len, side)
+    input_ids, attention_mask = padded_batch(lengths, seq_len, side)
     with torch.no_grad():
         batched = main_output(model_class, model(input_ids, attention_mask=attention_mask))
         for row, length in enumerate(lengths):
@@ -229,7 +220,7 @@ def test_padded_batch_matches_each_example_alone(model_class, side):
 
 @pytest.mark.parametrize("model_class", [c for c in ALL_HEADS if family_of(c) in ATTENTION_FAMILIES], ids=ids)
 def test_sdpa_and_eager_agree(model_class):
-    input_ids, attention_mask = _padded_batch([10, 7], 10, "right")
+    input_ids, attention_mask = padded_batch([10, 7], 10, "right")
     outputs = {}
     for implementation in ("sdpa", "eager"):
         model = tiny_model(model_class, attn_implementation=implementation)
@@ -279,7 +270,7 @@ def test_greedy_with_cache_equals_without(model_class):
 @pytest.mark.parametrize("model_class", CAUSAL_LMS, ids=ids)
 def test_batched_left_padded_generation_equals_one_prompt_at_a_time(model_class):
     model = tiny_model(model_class)
-    input_ids, attention_mask = _padded_batch([7, 4, 2], 7, "left")
+    input_ids, attention_mask = padded_batch([7, 4, 2], 7, "left")
     kwargs = {"max_new_tokens": 8, "do_sample": False, "pad_token_id": PAD_ID, "eos_token_id": None}
     batched = model.generate(input_ids, attention_mask=attention_mask, **kwargs)
     for row, length in enumerate([7, 4, 2]):
