@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_MIRROR = REPO_ROOT.parent / "shared" / "datasets"
+from launch import DATA_MIRROR
 
 # Nothing in the test suite may reach the Hugging Face Hub: these machines have no route to it, and tests must not
 # depend on the network anyway. The data mirror stands in for the Hub datasets the recipes name.

@@ -7,8 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ACCELERATE = Path(sys.executable).with_name("accelerate")
+DATA_MIRROR = REPO_ROOT.parent / "shared" / "datasets"
+
+
+def needs_mirror(hub_id: str | None = None) -> pytest.MarkDecorator:
+    """Skip unless the dataset mirror ../shared/datasets (or its copy of `hub_id`) is there."""
+    folder = DATA_MIRROR / hub_id if hub_id else DATA_MIRROR
+    where = f"{hub_id} in the dataset mirror" if hub_id else "the dataset mirror"
+    return pytest.mark.skipif(not folder.is_dir(), reason=f"needs {where} ../shared/datasets")
 
 
 def accelerate_launch(

@@ -11,6 +11,7 @@ import huggingface_hub.constants
 import pytest
 import torch
 from datasets import Dataset, IterableDataset
+from launch import DATA_MIRROR, needs_mirror
 from transformers import GPT2Config
 
 from lmrecipes.data import (
@@ -29,10 +30,9 @@ from lmrecipes.data import (
 from lmrecipes.finetuning import FinetuneDataArguments
 from lmrecipes.tokenization import train_tokenizer
 
-MIRROR = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
 WIKITEXT = "Salesforce/wikitext"
 WIKITEXT_CONFIG = "wikitext-2-v1"
-needs_mirror = pytest.mark.skipif(not (MIRROR / WIKITEXT).is_dir(), reason=f"no dataset mirror at {MIRROR}")
+needs_wikitext = needs_mirror(WIKITEXT)
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.\n",
@@ -44,7 +44,7 @@ CORPUS = [
 @pytest.fixture(autouse=True)
 def offline_with_mirror(monkeypatch):
     """Never touch the Hub; read datasets from the shared mirror."""
-    monkeypatch.setenv("LMRECIPES_DATA_MIRROR", str(MIRROR))
+    monkeypatch.setenv("LMRECIPES_DATA_MIRROR", str(DATA_MIRROR))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     # The libraries read HF_HUB_OFFLINE at import time, which may have happened already.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
@@ -132,7 +132,7 @@ def test_data_arguments_validation(tmp_path):
         DataArguments(dataset_name=WIKITEXT, max_train_samples=0)
 
 
-@needs_mirror
+@needs_wikitext
 def test_load_from_the_mirror_map_style_and_streaming():
     dataset = load_text_dataset(wikitext_args(), "validation")
     assert isinstance(dataset, Dataset) and len(dataset) == 3760 and dataset.column_names == ["text"]
@@ -146,7 +146,7 @@ def test_missing_dataset_is_named():
         load_text_dataset(DataArguments(dataset_name="no-such-org/no-such-dataset"), "train")
 
 
-@needs_mirror
+@needs_wikitext
 @pytest.mark.parametrize("streaming", [False, True])
 def test_unknown_config_lists_the_available_ones(streaming):
     args = DataArguments(dataset_name=WIKITEXT, dataset_config_name="wikitext-103-v1", streaming=streaming)
@@ -156,7 +156,7 @@ def test_unknown_config_lists_the_available_ones(streaming):
         load_text_dataset(args, "train")
 
 
-@needs_mirror
+@needs_wikitext
 @pytest.mark.parametrize("streaming", [False, True])
 def test_missing_split_lists_the_available_ones(streaming):
     with pytest.raises(ValueError, match=r"no split 'dev'.*\['train', 'validation', 'test'\]"):
@@ -193,7 +193,7 @@ def test_local_files_and_missing_validation_file(tmp_path):
 # --- packing ----------------------------------------------------------------------------------------------------
 
 
-@needs_mirror
+@needs_wikitext
 @pytest.mark.parametrize("kind", ["byte_bpe", "wordpiece"])
 def test_streaming_and_map_style_give_identical_blocks(kind, byte_bpe, wordpiece):
     tokenizer = byte_bpe if kind == "byte_bpe" else wordpiece
@@ -274,7 +274,7 @@ def test_block_too_small_for_special_tokens(wordpiece):
         build_lm_dataset(Dataset.from_dict({"text": ["a b c"]}), wordpiece, block_size=2)
 
 
-@needs_mirror
+@needs_wikitext
 def test_prepare_lm_dataset_limits_and_shuffles_the_training_stream(byte_bpe):
     # Evaluation split: the first max_eval_samples blocks, in order.
     eval_args = wikitext_args(streaming=True, block_size=32, max_eval_samples=40)

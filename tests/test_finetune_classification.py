@@ -12,7 +12,7 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features
 from finetune_helpers import local_recipe, pretrain_tiny, read_json, run_recipe, write_jsonl
-from launch import REPO_ROOT, accelerate_launch
+from launch import REPO_ROOT, accelerate_launch, needs_mirror
 from safetensors.torch import load_file
 from transformers import (
     AutoModelForSequenceClassification,
@@ -42,10 +42,7 @@ from lmrecipes.finetuning import (
 )
 from lmrecipes.recipe import parse_recipe
 
-pytestmark = pytest.mark.skipif(
-    not (REPO_ROOT.parent / "shared" / "datasets" / "stanfordnlp" / "sst2").is_dir(),
-    reason="needs stanfordnlp/sst2 in the dataset mirror ../shared/datasets",
-)
+pytestmark = needs_mirror("stanfordnlp/sst2")
 
 ARGUMENT_TYPES = (FinetuneArguments, FinetuneDataArguments, ClassificationArguments, TrainingArguments)
 SENTENCES = [

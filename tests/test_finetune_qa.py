@@ -10,7 +10,7 @@ import pytest
 import torch
 from datasets import Dataset
 from finetune_helpers import local_recipe, pretrain_tiny, read_json, run_recipe, write_jsonl
-from launch import REPO_ROOT, accelerate_launch
+from launch import REPO_ROOT, accelerate_launch, needs_mirror
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer, TrainingArguments, pipeline
 
 from lmrecipes.data import load_hub_dataset
@@ -26,10 +26,7 @@ from lmrecipes.question_answering import (
 )
 from lmrecipes.recipe import parse_recipe
 
-pytestmark = pytest.mark.skipif(
-    not (REPO_ROOT.parent / "shared" / "datasets" / "rajpurkar" / "squad").is_dir(),
-    reason="needs rajpurkar/squad in the dataset mirror ../shared/datasets",
-)
+pytestmark = needs_mirror("rajpurkar/squad")
 
 ARGUMENT_TYPES = (FinetuneArguments, FinetuneDataArguments, QuestionAnsweringArguments, TrainingArguments)
 TINY_RECIPE = "recipes/mini_bert/squad_tiny.yaml"

@@ -16,7 +16,7 @@ import sacrebleu
 import torch
 import yaml
 from datasets import Dataset
-from launch import REPO_ROOT, accelerate_launch
+from launch import REPO_ROOT, accelerate_launch, needs_mirror
 from transformers import (
     AutoModel,
     AutoTokenizer,
@@ -47,10 +47,7 @@ from lmrecipes.translation import (
     target_label_ids,
 )
 
-pytestmark = pytest.mark.skipif(
-    not (REPO_ROOT.parent / "shared" / "datasets" / "bentrevett" / "multi30k").is_dir(),
-    reason="needs bentrevett/multi30k in the dataset mirror ../shared/datasets",
-)
+pytestmark = needs_mirror("bentrevett/multi30k")
 
 TINY_RECIPE = "recipes/encoder_decoder/multi30k_tiny.yaml"
 MULTI30K = FinetuneDataArguments(dataset_name="bentrevett/multi30k")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from launch import REPO_ROOT, accelerate_launch
+from launch import REPO_ROOT, accelerate_launch, needs_mirror
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, TrainingArguments
 
@@ -19,10 +19,7 @@ from lmrecipes.pretraining import pretrain
 from lmrecipes.recipe import RecipeError, load_recipe, parse_recipe
 from lmrecipes.training import COMPLETE_MARKER, NonFiniteLossError, last_complete_checkpoint
 
-pytestmark = pytest.mark.skipif(
-    not (REPO_ROOT.parent / "shared" / "datasets").is_dir(),
-    reason="needs the dataset mirror ../shared/datasets",
-)
+pytestmark = needs_mirror()
 
 ARGUMENT_TYPES = (ModelArguments, DataArguments, TrainingArguments)
 
