@@ -22,6 +22,7 @@ from itertools import chain
 from typing import Any, Literal
 
 import datasets
+import pyarrow
 import pyarrow.compute as pc
 from datasets import Dataset, IterableDataset
 from datasets.distributed import split_dataset_by_node
@@ -261,9 +262,15 @@ def _check_text_column(dataset: Dataset | IterableDataset, text_column: str, des
         raise ValueError(
             f"{description} has no column {text_column!r} (text_column); its columns are {columns}."
         )
-    feature = (dataset.features or {}).get(text_column)
-    if feature is not None and getattr(feature, "dtype", None) not in ("string", "large_string"):
-        raise ValueError(f"{description}: column {text_column!r} holds {feature}, not text (strings).")
+    if dataset.features is not None:
+        feature = dataset.features.get(text_column)
+        if feature is not None and getattr(feature, "dtype", None) not in ("string", "large_string"):
+            raise ValueError(f"{description}: column {text_column!r} holds {feature}, not text (strings).")
+        return
+    first_value = next(iter(dataset), {}).get(text_column)  # a stream of unknown features: look at one row
+    if first_value is not None and not isinstance(first_value, str):
+        arrow_type = pyarrow.array([first_value]).type  # the type datasets would infer, e.g. int64
+        raise ValueError(f"{description}: column {text_column!r} holds {arrow_type}, not text (strings).")
 
 
 def _check_has_text(dataset: Dataset | IterableDataset, text_column: str, description: str) -> None:

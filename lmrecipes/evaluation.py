@@ -248,7 +248,7 @@ def recurrent_nll(
 ) -> torch.Tensor:
     """NLL (nats, float64) of each of `token_ids`, `context_token_id` prepended, carrying the recurrent state.
 
-    The state (`past_key_values`, e.g. an `LSTMLMCache`) goes from each chunk to the next, so the result equals one
+    The state (`cache`, e.g. an `LSTMLMCache`) goes from each chunk to the next, so the result equals one
     forward over the whole stream.
     """
     stream = torch.tensor([context_token_id, *token_ids], dtype=torch.long, device=model.device)
@@ -258,8 +258,8 @@ def recurrent_nll(
     with _progress(len(token_ids), show_progress, "scoring (recurrent state)") as progress:
         for start in range(0, len(token_ids), tokens_per_forward):
             chunk = slice(start, start + tokens_per_forward)
-            outputs = model(input_ids=inputs[None, chunk], past_key_values=state, use_cache=True)
-            state = outputs.past_key_values
+            outputs = model(input_ids=inputs[None, chunk], cache=state, use_cache=True)
+            state = outputs.cache
             nll[chunk] = _token_nll(outputs.logits[0], targets[chunk]).double()
             progress.update(len(targets[chunk]))
     return nll

@@ -149,7 +149,7 @@ class _ResetStatesAtEpochBegin(TrainerCallback):
 class TBPTTTrainer(LMTrainer):
     """LMTrainer for truncated BPTT: batches are parallel streams of contiguous blocks and the state carries over.
 
-    Each micro-batch gets as `past_key_values` the (detached) recurrent state its streams ended the previous step
+    Each micro-batch gets as `cache` the (detached) recurrent state its streams ended the previous step
     with; see the module docstring for the layout, for several processes and for gradient accumulation.
     `carry_state_in_eval=False` evaluates each block from a zero state, as the plain Trainer does.
     """
@@ -281,12 +281,12 @@ class TBPTTTrainer(LMTrainer):
                 rows,
                 carried[0],
             )
-        inputs = {**inputs, "past_key_values": past, "use_cache": True}
+        inputs = {**inputs, "cache": past, "use_cache": True}
         loss, outputs = super().compute_loss(
             model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
         )
         # Detach now: this step's graph stays reachable from `loss` for backward, the next step starts a new one.
-        state = (rows, outputs.past_key_values.detach_())
+        state = (rows, outputs.cache.detach_())
         if model.training:
             self._train_states[slot] = state
         else:

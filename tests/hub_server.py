@@ -29,7 +29,7 @@ import re
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -179,7 +179,7 @@ class FakeHub:
     def _new_commit(self, repo: Repo, parent: Commit | None, message: str, files: dict[str, str]) -> Commit:
         payload = json.dumps({"parent": parent.oid if parent else None, "message": message, "files": files})
         oid = hashlib.sha1(f"{repo.repo_id}\n{len(repo.commits)}\n{payload}".encode()).hexdigest()
-        date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         commit = Commit(
             oid=oid, parent=parent.oid if parent else None, message=message, files=files, date=date
         )

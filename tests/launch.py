@@ -36,7 +36,14 @@ def accelerate_launch(
         str(REPO_ROOT / recipe),
         *overrides,
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # A FutureWarning (how transformers, datasets and accelerate announce a removal) fails the launched run, as
+    # under `python -W error::FutureWarning`: a script's own lines are `__main__`, which no module filter singles out.
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONWARNINGS": "error::FutureWarning",
+    }
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from accelerate.commands import launch as accelerate_launch
 from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
 from accelerate.utils import DistributedType, patch_environment
@@ -106,6 +107,11 @@ def test_config_loads_with_accelerates_loader(config_name):
 def test_launch_routes_each_config_to_its_launcher(monkeypatch, config_name):
     launcher, processes_per_machine = EXPECTED_LAUNCH[config_name]
     mixed_precision = EXPECTED_CONFIGS[config_name][2]
+    if config_name == "single_gpu.yaml":
+        # accelerate names the visible devices in the variable of the backend torch reports: let it see CUDA.
+        monkeypatch.setattr(
+            torch.accelerator, "current_accelerator", lambda *args, **kwargs: torch.device("cuda")
+        )
     plan = plan_launch(monkeypatch, ["--config_file", str(CONFIG_DIR / config_name), str(PROBE), "out"])
     assert plan["launcher"] == launcher
     assert plan["processes_per_machine"] == processes_per_machine

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from launch import REPO_ROOT, accelerate_launch, needs_mirror
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, TrainingArguments
@@ -62,8 +63,10 @@ def test_tiny_recipe_end_to_end(family, gpt_run, tmp_path):
     model = auto_class.from_pretrained(output_dir)
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
     assert model.config.model_type == family and model.config.vocab_size == len(tokenizer)
-    card = (output_dir / "README.md").read_text()
-    assert family in card and f"{results['eval_perplexity']:.2f}"[:4] in card
+    card = ModelCard.load(output_dir / "README.md")
+    assert family in card.text
+    card_metrics = {result.metric_type: result.metric_value for result in card.data.eval_results}
+    assert card_metrics["perplexity"] == pytest.approx(results["eval_perplexity"], rel=1e-9)
 
 
 def test_two_processes_match_one_with_the_same_global_batch(gpt_run, tmp_path):

@@ -192,8 +192,8 @@ def losses_by_hand(model, batches, num_items=None, carry=True) -> list[torch.Ten
     losses, state = [], None
     for input_ids in batches:
         extra = {} if num_items is None else {"num_items_in_batch": num_items}
-        outputs = model(input_ids=input_ids, labels=input_ids, past_key_values=state, use_cache=True, **extra)
-        state = outputs.past_key_values if carry else None
+        outputs = model(input_ids=input_ids, labels=input_ids, cache=state, use_cache=True, **extra)
+        state = outputs.cache if carry else None
         losses.append(outputs.loss)
     return losses
 

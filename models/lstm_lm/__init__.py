@@ -1,6 +1,6 @@
 """LSTM language model family (`model_type = "lstm_lm"`).
 
-The recurrent-state cache, `LSTMLMCache`, lives in `modeling_lstm_lm`; models return it in `past_key_values`.
+The recurrent-state cache, `LSTMLMCache`, lives in `modeling_lstm_lm`; models return it in `cache`.
 """
 
 from .configuration_lstm_lm import LSTMLMConfig

@@ -38,7 +38,7 @@ class LSTMLMConfig(PreTrainedConfig):
 
     model_type = "lstm_lm"
     # The recurrent state is not a prediction: Trainer must not try to gather it during evaluation.
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache"]
 
     vocab_size: int = 32000
     embedding_size: int = 512

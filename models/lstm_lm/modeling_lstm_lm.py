@@ -24,13 +24,14 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutputWithPast,
 )
 from transformers.utils import can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_lstm_lm import LSTMLMConfig
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Recurrent state as a transformers Cache
 #
-# Why a Cache subclass: transformers 5.x generation hands `past_key_values` from step to step, asks it how many
+# Why a Cache subclass: transformers 5.x generation hands `cache` from step to step, asks it how many
 # positions it has read (`get_seq_length`, to slice the prompt when generation resumes from a cache) and reorders it
 # for beam search (`reorder_cache`). Implementing that interface lets the stock generation loop drive the LSTM with no
 # custom `generate` or `prepare_inputs_for_generation`. The library's recurrent layer type (`LinearAttentionLayer`)
@@ -129,9 +130,9 @@ class LSTMLMCacheLayer(CacheLayerMixin):
 
 
 class LSTMLMCache(Cache):
-    """The recurrent state of every LSTM layer, passed as `past_key_values`.
+    """The recurrent state of every LSTM layer, passed as `cache`.
 
-    `forward` creates one when `use_cache=True` and none is given, and returns it in `past_key_values`; pass it back
+    `forward` creates one when `use_cache=True` and none is given, and returns it in `cache`; pass it back
     to continue from where the previous call stopped (generation, or truncated backpropagation through time, where
     `detach_()` cuts the gradient between chunks).
     """
@@ -228,7 +229,7 @@ class LSTMLMPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = []
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache"]
     # The state summarises the whole past and cannot be rolled back, so assisted decoding is refused up front.
     _is_stateful = True
 
@@ -277,11 +278,12 @@ class LSTMLMModel(LSTMLMPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # old name: a warning, as in GPT-2
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: LSTMLMCache | None = None,
+        cache: LSTMLMCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
@@ -292,21 +294,21 @@ class LSTMLMModel(LSTMLMPreTrainedModel):
         attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)` or `(batch_size, past + sequence_length)`):
             1 for real tokens, 0 for padding. Padding is skipped: it changes neither the outputs at real positions
             nor the state. A mask longer than the input (as `generate` passes it) is read for its last columns.
-        past_key_values (`LSTMLMCache`): the state to start from (a previous call's `past_key_values`).
-        use_cache (`bool`): return the state after this input in `past_key_values`. Defaults to True when a cache is
+        cache (`LSTMLMCache`): the state to start from (a previous call's `cache`).
+        use_cache (`bool`): return the state after this input in `cache`. Defaults to True when a cache is
             given, else to `config.use_cache` outside training.
         output_hidden_states (`bool`): also return `(embedding output, last LSTM layer output)`; the layers in
             between run fused inside `nn.LSTM` and are not exposed.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
-        if past_key_values is not None and not isinstance(past_key_values, LSTMLMCache):
+        if cache is not None and not isinstance(cache, LSTMLMCache):
             raise TypeError(
-                f"`past_key_values` must be an LSTMLMCache (the recurrent state returned by a previous call), got "
-                f"{type(past_key_values).__name__}."
+                f"`cache` must be an LSTMLMCache (the recurrent state returned by a previous call), got "
+                f"{type(cache).__name__}."
             )
         if use_cache is None:
-            use_cache = past_key_values is not None or (self.config.use_cache and not self.training)
+            use_cache = cache is not None or (self.config.use_cache and not self.training)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
 
@@ -316,11 +318,11 @@ class LSTMLMModel(LSTMLMPreTrainedModel):
         attention_mask = self._current_mask(attention_mask, seq_len)
 
         initial_hidden = initial_cell = None
-        if past_key_values is not None and (state := past_key_values.get_lstm_state()) is not None:
+        if cache is not None and (state := cache.get_lstm_state()) is not None:
             initial_hidden, initial_cell = state
             if initial_hidden.shape[1] != batch_size:
                 raise ValueError(
-                    f"`past_key_values` holds a state for batch size {initial_hidden.shape[1]}, but the input has "
+                    f"`cache` holds a state for batch size {initial_hidden.shape[1]}, but the input has "
                     f"batch size {batch_size}."
                 )
 
@@ -336,12 +338,12 @@ class LSTMLMModel(LSTMLMPreTrainedModel):
         outputs = self.output_dropout(outputs)
 
         if use_cache:
-            if past_key_values is None:
-                past_key_values = LSTMLMCache(self.config)
-            past_key_values.update_lstm_state(final_hidden, final_cell, num_new_tokens=seq_len)
+            if cache is None:
+                cache = LSTMLMCache(self.config)
+            cache.update_lstm_state(final_hidden, final_cell, num_new_tokens=seq_len)
         return BaseModelOutputWithPast(
             last_hidden_state=outputs,
-            past_key_values=past_key_values if use_cache else None,
+            cache=cache if use_cache else None,
             hidden_states=(embeddings, outputs) if output_hidden_states else None,
         )
 
@@ -397,15 +399,16 @@ class LSTMLMForCausalLM(LSTMLMPreTrainedModel, GenerationMixin):
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         # A DynamicCache stores per-token keys/values, which an LSTM has none of: `generate` must not create one.
-        # `forward` creates an LSTMLMCache on the first step instead and returns it in `past_key_values`.
+        # `forward` creates an LSTMLMCache on the first step instead and returns it in `cache`.
         return False
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # old name: a warning, as in GPT-2
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: LSTMLMCache | None = None,
+        cache: LSTMLMCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -423,7 +426,7 @@ class LSTMLMForCausalLM(LSTMLMPreTrainedModel, GenerationMixin):
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
@@ -440,7 +443,7 @@ class LSTMLMForCausalLM(LSTMLMPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
         )
 
@@ -460,11 +463,12 @@ class LSTMLMForSequenceClassification(LSTMLMPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # old name: a warning, as in GPT-2
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: LSTMLMCache | None = None,
+        cache: LSTMLMCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         use_cache: bool | None = None,
@@ -483,7 +487,7 @@ class LSTMLMForSequenceClassification(LSTMLMPreTrainedModel):
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
@@ -511,7 +515,7 @@ class LSTMLMForSequenceClassification(LSTMLMPreTrainedModel):
         return SequenceClassifierOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
         )
 

@@ -47,7 +47,7 @@ class MiniGPTConfig(PreTrainedConfig):
     """
 
     model_type = "mini_gpt"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache"]
 
     vocab_size: int = 8192
     hidden_size: int = 256

@@ -27,6 +27,7 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
@@ -80,7 +81,7 @@ class MiniGPTSelfAttention(nn.Module):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch_size, seq_len, _ = hidden_states.shape
@@ -91,9 +92,9 @@ class MiniGPTSelfAttention(nn.Module):
         key = key.view(heads_shape).transpose(1, 2)
         value = value.view(heads_shape).transpose(1, 2)
 
-        if past_key_values is not None:
+        if cache is not None:
             # Append this step's keys/values and get back those of the whole sequence so far.
-            key, value = past_key_values.update(key, value, self.layer_idx)
+            key, value = cache.update(key, value, self.layer_idx)
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -141,23 +142,23 @@ class MiniGPTCrossAttention(nn.Module):
         hidden_states: torch.Tensor,
         encoder_hidden_states: torch.Tensor,
         encoder_attention_mask: torch.Tensor | None = None,
-        past_key_values: EncoderDecoderCache | None = None,
+        cache: EncoderDecoderCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch_size, seq_len, _ = hidden_states.shape
         query = self.q_attn(hidden_states).view(batch_size, seq_len, -1, self.head_dim).transpose(1, 2)
 
-        cached = past_key_values is not None and past_key_values.is_updated.get(self.layer_idx, False)
+        cached = cache is not None and cache.is_updated.get(self.layer_idx, False)
         if cached:
-            cache_layer = past_key_values.cross_attention_cache.layers[self.layer_idx]
+            cache_layer = cache.cross_attention_cache.layers[self.layer_idx]
             key, value = cache_layer.keys, cache_layer.values
         else:
             key, value = self.kv_attn(encoder_hidden_states).split(self.hidden_size, dim=-1)
             heads_shape = (batch_size, encoder_hidden_states.shape[1], -1, self.head_dim)
             key = key.view(heads_shape).transpose(1, 2)
             value = value.view(heads_shape).transpose(1, 2)
-            if past_key_values is not None:
-                key, value = past_key_values.cross_attention_cache.update(key, value, self.layer_idx)
-                past_key_values.is_updated[self.layer_idx] = True
+            if cache is not None:
+                key, value = cache.cross_attention_cache.update(key, value, self.layer_idx)
+                cache.is_updated[self.layer_idx] = True
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -212,18 +213,18 @@ class MiniGPTBlock(GradientCheckpointingLayer):
         encoder_hidden_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         use_cache: bool | None = False,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
-        self_attention_cache = past_key_values
-        if isinstance(past_key_values, EncoderDecoderCache):
-            self_attention_cache = past_key_values.self_attention_cache
+        self_attention_cache = cache
+        if isinstance(cache, EncoderDecoderCache):
+            self_attention_cache = cache.self_attention_cache
 
         attn_output, _ = self.attn(
             self.ln_1(hidden_states),
             attention_mask=attention_mask,
-            past_key_values=self_attention_cache,
+            cache=self_attention_cache,
             **kwargs,
         )
         hidden_states = hidden_states + attn_output
@@ -234,14 +235,12 @@ class MiniGPTBlock(GradientCheckpointingLayer):
                     "encoder_hidden_states were passed but this MiniGPT has no cross-attention: build it with "
                     "MiniGPTConfig(add_cross_attention=True)."
                 )
-            cross_attention_cache = (
-                past_key_values if isinstance(past_key_values, EncoderDecoderCache) else None
-            )
+            cross_attention_cache = cache if isinstance(cache, EncoderDecoderCache) else None
             cross_attn_output, _ = self.cross_attn(
                 self.ln_cross_attn(hidden_states),
                 encoder_hidden_states,
                 encoder_attention_mask=encoder_attention_mask,
-                past_key_values=cross_attention_cache,
+                cache=cross_attention_cache,
             )
             hidden_states = hidden_states + cross_attn_output
 
@@ -255,7 +254,7 @@ class MiniGPTPreTrainedModel(PreTrainedModel):
     _input_embed_layer = "wte"  # lets the inherited get/set_input_embeddings find the token embedding
     supports_gradient_checkpointing = True
     _no_split_modules = ["MiniGPTBlock"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -296,12 +295,13 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
 
     @merge_with_config_defaults
     @capture_outputs
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # old name: a warning, as in GPT-2
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
@@ -309,7 +309,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         r"""
-        input_ids / inputs_embeds: the new tokens (only those not already in `past_key_values`), exactly one of them.
+        input_ids / inputs_embeds: the new tokens (only those not already in `cache`), exactly one of them.
         attention_mask: 2D padding mask (1 = real token) covering cached plus new tokens, or a prepared 4D mask.
         position_ids: positions of the new tokens. If omitted they are counted from the 2D `attention_mask` (so a
             left-padded sequence starts at position 0 at its first real token) or from the cache length.
@@ -327,18 +327,14 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
                 f"{self.config.max_position_embeddings}; truncate it or use a config with more positions."
             )
 
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
-        if (
-            use_cache
-            and self.config.add_cross_attention
-            and not isinstance(past_key_values, EncoderDecoderCache)
-        ):
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+        if use_cache and self.config.add_cross_attention and not isinstance(cache, EncoderDecoderCache):
             # Cross-attention keeps its own cache of encoder keys/values next to the self-attention one.
-            past_key_values = EncoderDecoderCache(past_key_values, DynamicCache(config=self.config))
+            cache = EncoderDecoderCache(cache, DynamicCache(config=self.config))
 
         if position_ids is None:
-            position_ids = self._default_position_ids(inputs_embeds, attention_mask, past_key_values)
+            position_ids = self._default_position_ids(inputs_embeds, attention_mask, cache)
 
         hidden_states = self.drop(inputs_embeds + self.wpe(position_ids))
 
@@ -348,7 +344,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=cache,
             position_ids=position_ids,
         )
         if encoder_hidden_states is not None:
@@ -365,7 +361,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
                 encoder_hidden_states,
                 attention_mask=causal_mask,
                 encoder_attention_mask=encoder_attention_mask,
-                past_key_values=past_key_values,
+                cache=cache,
                 use_cache=use_cache,
                 position_ids=position_ids,
                 **kwargs,
@@ -374,12 +370,12 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
 
         return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states,
-            past_key_values=past_key_values if use_cache else None,
+            cache=cache if use_cache else None,
         )
 
     @staticmethod
     def _default_position_ids(
-        inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None, past_key_values: Cache | None
+        inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None, cache: Cache | None
     ) -> torch.LongTensor:
         seq_len = inputs_embeds.shape[1]
         if attention_mask is not None and attention_mask.ndim == 2:
@@ -388,7 +384,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             position_ids = attention_mask.long().cumsum(-1) - 1
             position_ids = position_ids.masked_fill(attention_mask == 0, 0)
             return position_ids[:, -seq_len:].to(inputs_embeds.device)
-        past_seen_tokens = past_key_values.get_seq_length() if past_key_values is not None else 0
+        past_seen_tokens = cache.get_seq_length() if cache is not None else 0
         position_ids = torch.arange(seq_len, device=inputs_embeds.device) + past_seen_tokens
         return position_ids.unsqueeze(0)
 
@@ -405,12 +401,13 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         self.post_init()
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # old name: a warning, as in GPT-2
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
@@ -428,7 +425,7 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask,
@@ -449,7 +446,7 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithCrossAttentions(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             cross_attentions=outputs.cross_attentions,
@@ -475,12 +472,13 @@ class MiniGPTForSequenceClassification(MiniGPTPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # old name: a warning, as in GPT-2
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -495,7 +493,7 @@ class MiniGPTForSequenceClassification(MiniGPTPreTrainedModel):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -515,7 +513,7 @@ class MiniGPTForSequenceClassification(MiniGPTPreTrainedModel):
         return SequenceClassifierOutputWithPast(
             loss=loss,
             logits=pooled_logits,
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )

@@ -121,9 +121,9 @@ def test_state_carried_across_chunks_equals_one_pass():
     with torch.no_grad():
         whole = model(input_ids).logits
         first = model(input_ids[:, :6], use_cache=True)
-        second = model(input_ids[:, 6:], past_key_values=first.past_key_values)
-    assert isinstance(first.past_key_values, LSTMLMCache)
-    assert second.past_key_values.get_seq_length() == 14
+        second = model(input_ids[:, 6:], cache=first.cache)
+    assert isinstance(first.cache, LSTMLMCache)
+    assert second.cache.get_seq_length() == 14
     torch.testing.assert_close(torch.cat([first.logits, second.logits], dim=1), whole, atol=1e-5, rtol=1e-4)
 
 
@@ -132,9 +132,9 @@ def test_truncated_bptt_detaches_the_carried_state():
     input_ids = token_ids(2, 12)
     first = model(input_ids[:, :6], labels=input_ids[:, :6], use_cache=True)
     first.loss.backward()
-    cache = first.past_key_values
+    cache = first.cache
     # Without detaching, the second backward would run into the first chunk's freed graph.
-    second = model(input_ids[:, 6:], labels=input_ids[:, 6:], past_key_values=cache.detach_())
+    second = model(input_ids[:, 6:], labels=input_ids[:, 6:], cache=cache.detach_())
     second.loss.backward()
     hidden_state, cell_state = cache.get_lstm_state()
     assert hidden_state.shape == cell_state.shape == (2, 2, 32)
@@ -144,15 +144,15 @@ def test_state_is_not_changed_by_padding_or_by_an_all_padding_chunk():
     model = make_model(LSTMLMModel)
     input_ids, attention_mask = padded_batch([8, 5], 8, "right")
     with torch.no_grad():
-        batched = model(input_ids, attention_mask=attention_mask, use_cache=True).past_key_values
-        alone = model(input_ids[1:, :5], use_cache=True).past_key_values
+        batched = model(input_ids, attention_mask=attention_mask, use_cache=True).cache
+        alone = model(input_ids[1:, :5], use_cache=True).cache
         batched_state, alone_state = batched.get_lstm_state(), alone.get_lstm_state()
         for batched_tensor, alone_tensor in zip(batched_state, alone_state, strict=True):
             torch.testing.assert_close(batched_tensor[:, 1], alone_tensor[:, 0], atol=1e-5, rtol=1e-4)
 
         # A chunk in which row 1 is all padding leaves row 1's state as it was.
         before = [t.clone() for t in batched.get_lstm_state()]
-        model(token_ids(2, 3), attention_mask=torch.tensor([[1, 1, 1], [0, 0, 0]]), past_key_values=batched)
+        model(token_ids(2, 3), attention_mask=torch.tensor([[1, 1, 1], [0, 0, 0]]), cache=batched)
         after = batched.get_lstm_state()
     for before_tensor, after_tensor in zip(before, after, strict=True):
         torch.testing.assert_close(after_tensor[:, 1], before_tensor[:, 1], rtol=0, atol=0)
@@ -186,10 +186,10 @@ def test_padding_in_the_middle_is_skipped_too():
 def test_cache_rejects_a_foreign_cache_and_a_wrong_batch_size():
     model = make_model()
     with pytest.raises(TypeError, match="LSTMLMCache"):
-        model(token_ids(1, 3), past_key_values=DynamicCache())
-    cache = model(token_ids(2, 3), use_cache=True).past_key_values
+        model(token_ids(1, 3), cache=DynamicCache())
+    cache = model(token_ids(2, 3), use_cache=True).cache
     with pytest.raises(ValueError, match="batch size"):
-        model(token_ids(3, 3), past_key_values=cache)
+        model(token_ids(3, 3), cache=cache)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -241,9 +241,7 @@ def test_generation_resumes_from_a_returned_cache():
     prompt = token_ids(2, 5)
     in_one_go = model.generate(prompt, max_new_tokens=8, **GREEDY)
     first = model.generate(prompt, max_new_tokens=4, return_dict_in_generate=True, **GREEDY)
-    resumed = model.generate(
-        first.sequences, past_key_values=first.past_key_values, max_new_tokens=4, **GREEDY
-    )
+    resumed = model.generate(first.sequences, cache=first.cache, max_new_tokens=4, **GREEDY)
     torch.testing.assert_close(resumed, in_one_go, rtol=0, atol=0)
 
 

@@ -228,15 +228,15 @@ def test_incremental_decoding_with_cache_equals_full_forward():
     with torch.no_grad():
         full = model(input_ids, attention_mask=attention_mask).logits
         out = model(input_ids[:, :prefix], attention_mask=attention_mask[:, :prefix], use_cache=True)
-        cache = out.past_key_values
+        cache = out.cache
         for step in range(prefix, 10):
             out = model(
                 input_ids[:, step : step + 1],
                 attention_mask=attention_mask[:, : step + 1],
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
-            assert out.past_key_values is cache and cache.get_seq_length() == step + 1
+            assert out.cache is cache and cache.get_seq_length() == step + 1
             torch.testing.assert_close(out.logits[:, -1], full[:, step], atol=1e-5, rtol=1e-4)
 
 
@@ -449,8 +449,8 @@ def test_encoder_decoder_generation_with_cache_equals_without():
     kwargs = {"max_new_tokens": 6, "do_sample": False, "return_dict_in_generate": True, "output_logits": True}
     cached = model.generate(source, attention_mask=source_mask, use_cache=True, **kwargs)
     uncached = model.generate(source, attention_mask=source_mask, use_cache=False, **kwargs)
-    assert isinstance(cached.past_key_values, EncoderDecoderCache)
-    assert cached.past_key_values.cross_attention_cache.get_seq_length() == source.shape[1]
+    assert isinstance(cached.cache, EncoderDecoderCache)
+    assert cached.cache.cross_attention_cache.get_seq_length() == source.shape[1]
     assert torch.equal(cached.sequences, uncached.sequences)
     torch.testing.assert_close(torch.stack(cached.logits), torch.stack(uncached.logits), atol=1e-5, rtol=1e-4)
     # The encoder's padding is respected: changing a padded source token changes nothing.
@@ -505,7 +505,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(add_cross_attention):
     for checkpointing in (False, True):
         model = tiny_lm(add_cross_attention=add_cross_attention).train()
         if checkpointing:
-            model.gradient_checkpointing_enable()
+            model.activation_checkpointing_enable()
         calls = []
         # A pre-hook: torch stops the recomputation as soon as the saved tensors are rebuilt, before the block returns.
         model.model.h[0].attn.register_forward_pre_hook(lambda *_, calls=calls: calls.append(1))

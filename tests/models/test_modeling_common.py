@@ -290,6 +290,24 @@ def test_beam_search_runs_and_matches_uncached(model_class):
     torch.testing.assert_close(beams, model.generate(prompt, use_cache=False, **kwargs), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("model_class", CAUSAL_LMS, ids=ids)
+@pytest.mark.parametrize("argument", ["cache", "past_key_values"])
+def test_a_forward_continues_from_the_cache_it_is_given(model_class, argument):
+    """`cache` is transformers' name for the state since 5.24; the old `past_key_values` still works, with a warning."""
+    model = tiny_model(model_class)
+    input_ids = random_input_ids(2, 9)
+    with torch.no_grad():
+        whole = model(input_ids).logits
+        first = model(input_ids[:, :5], use_cache=True)
+        if argument == "cache":
+            second = model(input_ids[:, 5:], cache=first.cache)
+        else:
+            with pytest.warns(FutureWarning, match="past_key_values"):
+                second = model(input_ids[:, 5:], past_key_values=first.cache)
+    assert second.cache.get_seq_length() == 9
+    torch.testing.assert_close(second.logits, whole[:, 5:], rtol=1e-5, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Trainer
 # ----------------------------------------------------------------------------------------------------------------------
