@@ -5,8 +5,8 @@ and the `extractive-question-answering` and `seq2seq-translation` pipelines (tra
 question-answering and translation pipelines).
 """
 
+from lmrecipes.families import FAMILIES, complete_auto_map, register_families
 from lmrecipes.pipelines import register_pipelines
-from lmrecipes.registry import FAMILIES, complete_auto_map, register_families
 
 __version__ = "0.1.0"
 

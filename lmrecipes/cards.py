@@ -29,7 +29,8 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from lmrecipes.hub import scrub_secrets
+from lmrecipes.families import FAMILIES
+from lmrecipes.secrets import scrub_secrets
 
 LMRECIPES_TAG = "lmrecipes"
 RECIPE_FILENAME = "recipe.yaml"
@@ -211,14 +212,12 @@ target_tokenizer = {target_tokenizer}
 
 
 def _encoder_decoder_load(repo_id: str, config: Mapping[str, Any], separate_target_tokenizer: bool) -> str:
-    from lmrecipes.registry import FAMILIES
-
     sub_models = []
     for side, auto_class in (("encoder", "AutoModel"), ("decoder", "AutoModelForCausalLM")):
         family = config[side]["model_type"]
-        config_class, heads = FAMILIES[family]
+        heads = FAMILIES[family].heads
         model_class = next(model.__name__ for auto, model in heads.items() if auto.__name__ == auto_class)
-        sub_models.append((family, config_class.__name__, model_class, auto_class))
+        sub_models.append((family, FAMILIES[family].config_class.__name__, model_class, auto_class))
     listed = "[\n    " + ",\n    ".join(f'("{f}", "{c}", "{m}", {a})' for f, c, m, a in sub_models) + ",\n]"
     return USAGE_LOAD_ENCODER_DECODER.format(
         auto_classes=", ".join(sorted({a for *_, a in sub_models})),

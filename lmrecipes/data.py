@@ -25,7 +25,6 @@ import datasets
 import pyarrow
 import pyarrow.compute as pc
 from datasets import Dataset, IterableDataset
-from datasets.distributed import split_dataset_by_node
 from transformers import DataCollatorForLanguageModeling, PretrainedConfig, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
@@ -487,56 +486,9 @@ def prepare_lm_dataset(
         blocks = blocks.take(max_samples)
     if is_training:
         blocks = blocks.shuffle(seed=seed, buffer_size=args.shuffle_buffer_size)
+    # Unsplit, also under DDP: accelerate's dispatch_batches hands each process its slice of every global batch, so
+    # splitting the stream by node first would lose the other processes' blocks.
     return blocks
-
-
-def split_streaming_dataset(dataset: IterableDataset, rank: int, world_size: int) -> IterableDataset:
-    """This process's share of a stream, for a training loop that does NOT hand its DataLoader to accelerate.
-
-    `datasets.distributed.split_dataset_by_node`: with a number of shards (files) divisible by `world_size` each
-    process reads whole shards; otherwise each process reads the whole stream and keeps one block in `world_size`
-    (the split applies to the output of the pipeline, i.e. to packed blocks, so blocks stay contiguous text).
-    Across DataLoader workers a datasets stream is split by shards automatically; see `usable_dataloader_workers`.
-
-    With the Trainer (or `accelerator.prepare(dataloader)`) do not call this: accelerate distributes an
-    IterableDataset itself, and splitting it first loses data:
-      - `dispatch_batches` unset (the default for an IterableDataset, i.e. True): process 0 iterates the stream
-        and sends every process its slice of each global batch. If the stream was split by node, process 0 reads
-        only its own part and the rest is never seen.
-      - `dispatch_batches=False`: every process iterates and accelerate splits again (by shards when the stream
-        has >= num_processes shards, else `IterableDatasetShard` keeps one batch slice per process): a second
-        split on top of this one.
-    So the pretraining script should pass the unsplit stream to the Trainer and keep the default
-    `accelerator_config.dispatch_batches` (None -> True): no duplicated or skipped blocks, and every process gets
-    the same number of batches. (False with a multi-file corpus sharded by file can leave processes with unequal
-    numbers of batches and hang at the end of an epoch.) Set `max_steps` (a stream has no length), keep
-    `dataloader_num_workers` <= the stream's shards (1 for the mirror's single-file splits), and shuffle with a
-    fixed seed so all processes agree on the order.
-    """
-    if not isinstance(dataset, IterableDataset):
-        raise TypeError(
-            "split_streaming_dataset expects a datasets.IterableDataset (map-style data: use a sampler)."
-        )
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, {world_size}), got {rank}.")
-    return split_dataset_by_node(dataset, rank=rank, world_size=world_size)
-
-
-def usable_dataloader_workers(dataset: Dataset | IterableDataset, num_workers: int) -> int:
-    """How many DataLoader workers can do work on `dataset`.
-
-    A datasets IterableDataset gives each worker whole shards (files, or parquet row groups after `.reshard()`), so
-    workers beyond `num_shards` would idle; map-style datasets can use any number.
-    """
-    if not isinstance(dataset, IterableDataset) or num_workers <= dataset.num_shards:
-        return num_workers
-    logger.warning(
-        "The stream has %d shard(s): using %d DataLoader workers instead of %d.",
-        dataset.num_shards,
-        dataset.num_shards,
-        num_workers,
-    )
-    return dataset.num_shards
 
 
 def lm_data_collator(

@@ -53,7 +53,8 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmrecipes import data
-from lmrecipes.modeling import OBJECTIVE_BY_MODEL_TYPE, max_positions
+from lmrecipes.families import is_masked_lm
+from lmrecipes.modeling import max_positions
 
 logger = logging.getLogger(__name__)
 
@@ -266,7 +267,7 @@ def recurrent_nll(
 
 
 def check_causal_lm(model: PreTrainedModel) -> None:
-    if OBJECTIVE_BY_MODEL_TYPE.get(model.config.model_type) == "masked":
+    if is_masked_lm(model.config):
         raise ValueError(
             f"{model.config.model_type} is a masked language model: it gives no next-token probabilities, so it has "
             "no perplexity or bits per character. Evaluate a causal model (lstm_lm, mini_gpt)."
@@ -444,7 +445,7 @@ def published_metrics(
     benchmark).
     """
     benchmark = published_benchmark(data_args.dataset_name, data_args.dataset_config_name)
-    if benchmark is None or OBJECTIVE_BY_MODEL_TYPE.get(model.config.model_type) == "masked":
+    if benchmark is None or is_masked_lm(model.config):
         return {}
     texts = load_split_texts(
         data_args.dataset_name,
@@ -546,7 +547,7 @@ def evaluate_checkpoint(args: EvaluationArguments) -> tuple[dict, Path]:
     import lmrecipes  # noqa: F401  (registers the model families with the Auto classes)
 
     config = AutoConfig.from_pretrained(args.model_path)
-    if OBJECTIVE_BY_MODEL_TYPE.get(config.model_type) == "masked":
+    if is_masked_lm(config):
         raise ValueError(
             f"{args.model_path} holds a {config.model_type} model, a masked LM: it has no perplexity or bits per "
             "character. Evaluate a causal model (lstm_lm, mini_gpt)."

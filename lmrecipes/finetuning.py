@@ -32,7 +32,7 @@ from transformers import (
 from transformers.trainer_utils import IntervalStrategy
 
 from lmrecipes import data
-from lmrecipes.registry import complete_auto_map
+from lmrecipes.families import complete_auto_map
 
 logger = logging.getLogger(__name__)
 

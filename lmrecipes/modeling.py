@@ -12,17 +12,8 @@ from transformers import (
     PreTrainedModel,
 )
 
-from lmrecipes.registry import FAMILIES, complete_auto_map
+from lmrecipes.families import FAMILIES, complete_auto_map
 
-# The objective each family is pretrained with.
-OBJECTIVE_BY_MODEL_TYPE = {"lstm_lm": "causal", "mini_gpt": "causal", "mini_bert": "masked"}
-
-# One `dropout` knob in a recipe sets every dropout of the family.
-_DROPOUT_FIELDS = {
-    "lstm_lm": ("embedding_dropout", "hidden_dropout", "output_dropout"),
-    "mini_bert": ("hidden_dropout_prob", "attention_probs_dropout_prob"),
-    "mini_gpt": ("embedding_dropout", "hidden_dropout", "attention_dropout"),
-}
 _SIZE_FIELDS = (
     "hidden_size",
     "num_hidden_layers",
@@ -92,16 +83,16 @@ def build_config(model_args: ModelArguments, tokenizer) -> PretrainedConfig:
         name: getattr(model_args, name) for name in _SIZE_FIELDS if getattr(model_args, name) is not None
     }
     if model_args.dropout is not None:
-        sizes.update(dict.fromkeys(_DROPOUT_FIELDS[model_args.model_type], model_args.dropout))
+        sizes.update(dict.fromkeys(FAMILIES[model_args.model_type].dropout_fields, model_args.dropout))
     special = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
-    if OBJECTIVE_BY_MODEL_TYPE[model_args.model_type] == "causal":
+    if FAMILIES[model_args.model_type].objective == "causal":
         special |= {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
     config = AutoConfig.for_model(model_args.model_type, **sizes, **special)
     return complete_auto_map(config)
 
 
 def auto_class_for(model_type: str):
-    return AutoModelForCausalLM if OBJECTIVE_BY_MODEL_TYPE[model_type] == "causal" else AutoModelForMaskedLM
+    return AutoModelForCausalLM if FAMILIES[model_type].objective == "causal" else AutoModelForMaskedLM
 
 
 def build_pretraining_model(model_args: ModelArguments, tokenizer) -> PreTrainedModel:

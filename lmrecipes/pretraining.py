@@ -17,14 +17,10 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArgumen
 
 from lmrecipes import data
 from lmrecipes.evaluation import published_metrics
-from lmrecipes.modeling import (
-    OBJECTIVE_BY_MODEL_TYPE,
-    ModelArguments,
-    build_pretraining_model,
-    max_positions,
-)
+from lmrecipes.families import FAMILIES
+from lmrecipes.modeling import ModelArguments, build_pretraining_model, max_positions
 from lmrecipes.tbptt import TBPTTTrainer, check_truncated_bptt_arguments
-from lmrecipes.tokenization import TOKENIZER_KIND_BY_MODEL_TYPE, train_tokenizer
+from lmrecipes.tokenization import train_tokenizer
 from lmrecipes.training import LMTrainer, start_run, train_evaluate_and_save
 
 logger = logging.getLogger(__name__)
@@ -46,7 +42,7 @@ def load_or_train_tokenizer(
             )
             tokenizer = train_tokenizer(
                 itertools.chain.from_iterable(batches),
-                kind=TOKENIZER_KIND_BY_MODEL_TYPE[model_args.model_type],
+                kind=FAMILIES[model_args.model_type].tokenizer_kind,
                 vocab_size=model_args.tokenizer_vocab_size,
                 model_max_length=data_args.block_size,
             )
@@ -63,7 +59,7 @@ def pretrain(
 ) -> dict[str, float]:
     """Run a pretraining recipe end to end and return the final metrics (also in `all_results.json`)."""
     start_run(training_args, recipe)
-    objective = OBJECTIVE_BY_MODEL_TYPE[model_args.model_type]
+    objective = FAMILIES[model_args.model_type].objective
 
     # Everything that can be wrong with the inputs is checked here, before the first step.
     if data_args.streaming and training_args.max_steps <= 0:

@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-from lmrecipes.hub import reject_token_fields
 from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
+from lmrecipes.secrets import reject_token_fields
 
 
 class RecipeError(ValueError):

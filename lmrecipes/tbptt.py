@@ -70,12 +70,13 @@ from torch.utils.data import Sampler
 from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_utils import has_length
 
+from lmrecipes.families import FAMILIES
 from lmrecipes.training import LMTrainer
 
 logger = logging.getLogger(__name__)
 
 # Model families whose forward takes and returns a recurrent state that can be detached between blocks.
-TBPTT_MODEL_TYPES = ("lstm_lm",)
+TBPTT_MODEL_TYPES = tuple(model_type for model_type, family in FAMILIES.items() if family.is_recurrent)
 
 
 def parallel_stream_order(num_blocks: int, num_streams: int) -> list[int]:

@@ -26,12 +26,6 @@ from transformers import PreTrainedTokenizerFast
 
 TokenizerKind = Literal["byte_bpe", "wordpiece"]
 
-TOKENIZER_KIND_BY_MODEL_TYPE: dict[str, TokenizerKind] = {
-    "lstm_lm": "byte_bpe",
-    "mini_gpt": "byte_bpe",
-    "mini_bert": "wordpiece",
-}
-
 END_OF_TEXT_TOKEN = "<|endoftext|>"
 BYTE_BPE_PAD_TOKEN = "<pad>"
 BYTE_BPE_SPECIAL_TOKENS = [END_OF_TEXT_TOKEN, BYTE_BPE_PAD_TOKEN]

@@ -84,12 +84,12 @@ from transformers.trainer_utils import has_length
 
 from lmrecipes import data, finetuning
 from lmrecipes.cards import build_model_card
+from lmrecipes.families import FAMILIES, complete_auto_map
 from lmrecipes.finetuning import FinetuneDataArguments
 from lmrecipes.metrics import load_metric
 from lmrecipes.modeling import ModelArguments, build_config
 from lmrecipes.pipelines import DECODER_TOKENIZER_FOLDER
-from lmrecipes.registry import complete_auto_map
-from lmrecipes.tokenization import TOKENIZER_KIND_BY_MODEL_TYPE, train_tokenizer
+from lmrecipes.tokenization import train_tokenizer
 from lmrecipes.training import LMSeq2SeqTrainer, start_run, train_evaluate_and_save
 
 logger = logging.getLogger(__name__)
@@ -384,7 +384,7 @@ def train_translation_tokenizers(
     if model_args.shared_tokenizer:
         shared = train_tokenizer(
             texts(source, target),
-            kind=TOKENIZER_KIND_BY_MODEL_TYPE[DECODER_FAMILY],
+            kind=FAMILIES[DECODER_FAMILY].tokenizer_kind,
             vocab_size=model_args.tokenizer_vocab_size,
             model_max_length=max(task_args.max_source_length, task_args.max_target_length),
         )
@@ -392,13 +392,13 @@ def train_translation_tokenizers(
     return (
         train_tokenizer(
             texts(source),
-            kind=TOKENIZER_KIND_BY_MODEL_TYPE[ENCODER_FAMILY],
+            kind=FAMILIES[ENCODER_FAMILY].tokenizer_kind,
             vocab_size=model_args.tokenizer_vocab_size,
             model_max_length=task_args.max_source_length,
         ),
         train_tokenizer(
             texts(target),
-            kind=TOKENIZER_KIND_BY_MODEL_TYPE[DECODER_FAMILY],
+            kind=FAMILIES[DECODER_FAMILY].tokenizer_kind,
             vocab_size=model_args.tokenizer_vocab_size,
             model_max_length=task_args.max_target_length,
         ),

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from transformers import HfArgumentParser
 
 from lmrecipes.data import DataArguments, batch_iterator, load_text_dataset
-from lmrecipes.tokenization import TOKENIZER_KIND_BY_MODEL_TYPE, train_tokenizer
+from lmrecipes.families import FAMILIES
+from lmrecipes.tokenization import train_tokenizer
 
 logger = logging.getLogger("train_tokenizer")
 
@@ -30,8 +31,8 @@ class TokenizerTrainingArguments:
     model_type: str | None = field(
         default=None,
         metadata={
-            "help": f"Model family the tokenizer is for; picks the kind: {TOKENIZER_KIND_BY_MODEL_TYPE}.",
-            "choices": sorted(TOKENIZER_KIND_BY_MODEL_TYPE),
+            "help": f"Model family the tokenizer is for; picks the kind: { {t: f.tokenizer_kind for t, f in FAMILIES.items()} }.",
+            "choices": sorted(FAMILIES),
         },
     )
     kind: str | None = field(
@@ -52,7 +53,7 @@ class TokenizerTrainingArguments:
         if (self.model_type is None) == (self.kind is None):
             raise ValueError("Give exactly one of --model_type and --kind.")
         if self.kind is None:
-            self.kind = TOKENIZER_KIND_BY_MODEL_TYPE[self.model_type]
+            self.kind = FAMILIES[self.model_type].tokenizer_kind
         if self.max_texts is not None and self.max_texts < 1:
             raise ValueError(f"max_texts must be >= 1 when given, got {self.max_texts}.")
 

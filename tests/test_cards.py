@@ -25,6 +25,7 @@ from lmrecipes.cards import (
     save_recipe,
     usage_snippet,
 )
+from lmrecipes.families import register_families
 from lmrecipes.models.lstm_lm import LSTMLMConfig, LSTMLMForCausalLM, LSTMLMForSequenceClassification
 from lmrecipes.models.mini_bert import (
     MiniBertConfig,
@@ -34,7 +35,6 @@ from lmrecipes.models.mini_bert import (
     MiniBertForTokenClassification,
 )
 from lmrecipes.models.mini_gpt import MiniGPTConfig, MiniGPTForCausalLM, MiniGPTForSequenceClassification
-from lmrecipes.registry import register_families
 
 RECIPE = {
     "model_type": "mini_gpt",

@@ -24,8 +24,6 @@ from lmrecipes.data import (
     load_text_dataset,
     prepare_lm_dataset,
     resolve_dataset,
-    split_streaming_dataset,
-    usable_dataloader_workers,
 )
 from lmrecipes.finetuning import FinetuneDataArguments
 from lmrecipes.tokenization import train_tokenizer
@@ -299,27 +297,6 @@ def test_prepare_lm_dataset_limits_and_shuffles_the_training_stream(byte_bpe):
     # Map-style: limited, not shuffled (the Trainer's sampler does it).
     map_args = wikitext_args(block_size=32, max_train_samples=40, train_split="validation", eval_split="test")
     assert prepare_lm_dataset(map_args, byte_bpe, "validation")["input_ids"] == ordered
-
-
-# --- distribution -------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("num_shards", [1, 4])  # 1: "examples" strategy, 4: whole shards per process
-def test_split_streaming_dataset_gives_disjoint_shards_covering_the_data(num_shards):
-    dataset = Dataset.from_dict({"id": list(range(40))}).to_iterable_dataset(num_shards=num_shards)
-    parts = [[row["id"] for row in split_streaming_dataset(dataset, rank, world_size=2)] for rank in range(2)]
-    assert parts[0] and parts[1]
-    assert set(parts[0]).isdisjoint(parts[1])
-    assert sorted(parts[0] + parts[1]) == list(range(40))
-    with pytest.raises(ValueError, match="rank must be in"):
-        split_streaming_dataset(dataset, 2, world_size=2)
-
-
-def test_usable_dataloader_workers():
-    dataset = Dataset.from_dict({"id": list(range(8))})
-    assert usable_dataloader_workers(dataset, 4) == 4
-    assert usable_dataloader_workers(dataset.to_iterable_dataset(num_shards=2), 4) == 2
-    assert usable_dataloader_workers(dataset.to_iterable_dataset(num_shards=8), 4) == 4
 
 
 # --- collators and tokenizer-training input --------------------------------------------------------------------

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
 from lmrecipes.cards import build_model_card, save_recipe
+from lmrecipes.families import register_families
 from lmrecipes.hub import (
     HubPushMixin,
     HubTokenError,
@@ -33,10 +34,9 @@ from lmrecipes.hub import (
     prepare_trainer_push,
     push_output_dir,
     push_trained_model,
-    reject_token_fields,
 )
 from lmrecipes.models.mini_gpt import MiniGPTConfig, MiniGPTForCausalLM
-from lmrecipes.registry import register_families
+from lmrecipes.secrets import reject_token_fields
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 USER = "alice"

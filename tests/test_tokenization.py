@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerFast
 
-from lmrecipes.tokenization import TOKENIZER_KIND_BY_MODEL_TYPE, train_tokenizer
+from lmrecipes.families import FAMILIES
+from lmrecipes.tokenization import train_tokenizer
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.\n",
@@ -28,7 +29,7 @@ def wordpiece() -> PreTrainedTokenizerFast:
 
 
 def test_kind_by_model_type():
-    assert TOKENIZER_KIND_BY_MODEL_TYPE == {
+    assert {model_type: family.tokenizer_kind for model_type, family in FAMILIES.items()} == {
         "lstm_lm": "byte_bpe",
         "mini_gpt": "byte_bpe",
         "mini_bert": "wordpiece",

@@ -23,6 +23,7 @@ from transformers.modeling_outputs import (
     CausalLMOutputWithPast,
     SequenceClassifierOutputWithPast,
 )
+from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
 
@@ -215,6 +216,15 @@ def run_lstm_skipping_padding(
         final_hidden = torch.where(keep_initial, initial_state[0], final_hidden)
         final_cell = torch.where(keep_initial, initial_state[1], final_cell)
     return outputs, final_hidden, final_cell
+
+
+# Copied from models.mini_gpt.modeling_mini_gpt.last_real_token_index
+def last_real_token_index(is_real_token: torch.Tensor) -> torch.Tensor:
+    """Index of each row's rightmost real token, whether the padding is on the left or on the right."""
+    positions = torch.arange(is_real_token.shape[-1], device=is_real_token.device)
+    return (positions * is_real_token).argmax(
+        -1
+    )  # argmax returns the first maximum, hence position * is_real
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -432,8 +442,7 @@ class LSTMLMForCausalLM(LSTMLMPreTrainedModel, GenerationMixin):
             output_hidden_states=output_hidden_states,
         )
         hidden_states = outputs.last_hidden_state
-        positions = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.lm_head(self.output_projection(hidden_states[:, positions, :]))
+        logits = self.lm_head(self.output_projection(slice_logits_to_keep(hidden_states, logits_to_keep)))
 
         loss = None
         if labels is not None:
@@ -503,9 +512,7 @@ class LSTMLMForSequenceClassification(LSTMLMPreTrainedModel):
             real_tokens = mask.sum(dim=1, keepdim=True).clamp(min=1).to(hidden_states.dtype)
             pooled = (hidden_states * mask.unsqueeze(-1)).sum(dim=1) / real_tokens
         else:
-            # The rightmost real position, whether the padding is on the left or on the right.
-            positions = torch.arange(seq_len, device=hidden_states.device)
-            last_real = (positions * mask).argmax(dim=1)
+            last_real = last_real_token_index(mask)
             pooled = hidden_states[torch.arange(batch_size, device=hidden_states.device), last_real]
         logits = self.score(pooled)
 

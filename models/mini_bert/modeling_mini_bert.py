@@ -92,6 +92,7 @@ class MiniBertEmbeddings(nn.Module):
         return self.dropout(self.layer_norm(embeddings))
 
 
+# Copied from models.mini_gpt.modeling_mini_gpt.eager_attention_forward
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -102,15 +103,16 @@ def eager_attention_forward(
     dropout: float = 0.0,
     **kwargs: Unpack[TransformersKwargs],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain softmax attention; the reference the other implementations must match.
+    """Plain softmax(q k^T * scaling + mask) v. `attention_mask` is the additive float mask built by masking_utils.
 
-    `attention_mask` is the additive float mask from `masking_utils` (0 where allowed, dtype-min where masked).
-    Returns the output as (batch, seq, heads, head_dim) and the attention probabilities.
+    query/key/value: (batch, heads, seq, head_dim). Returns the output as (batch, seq, heads, head_dim), like the
+    library's other attention functions, and the attention probabilities.
     """
     attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         attn_weights = attn_weights + attention_mask
-    attn_weights = nn.functional.softmax(attn_weights, dim=-1)
+    # Softmax in float32 for stability under half precision, then back to the activations' dtype.
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
     attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
     attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
     return attn_output, attn_weights

@@ -42,7 +42,7 @@ def eager_attention_forward(
     attention_mask: torch.Tensor | None,
     scaling: float,
     dropout: float = 0.0,
-    **kwargs,
+    **kwargs: Unpack[TransformersKwargs],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain softmax(q k^T * scaling + mask) v. `attention_mask` is the additive float mask built by masking_utils.
 
@@ -57,6 +57,14 @@ def eager_attention_forward(
     attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
     attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
     return attn_output, attn_weights
+
+
+def last_real_token_index(is_real_token: torch.Tensor) -> torch.Tensor:
+    """Index of each row's rightmost real token, whether the padding is on the left or on the right."""
+    positions = torch.arange(is_real_token.shape[-1], device=is_real_token.device)
+    return (positions * is_real_token).argmax(
+        -1
+    )  # argmax returns the first maximum, hence position * is_real
 
 
 class MiniGPTSelfAttention(nn.Module):
@@ -532,9 +540,7 @@ class MiniGPTForSequenceClassification(MiniGPTPreTrainedModel):
         else:
             # No padding information: the model attended to every position, so every position is real.
             return -1
-        # The rightmost real token (argmax returns the first maximum, hence position * is_real_token).
-        positions = torch.arange(seq_len, device=device)
-        return (positions * is_real_token.to(device)).argmax(-1)
+        return last_real_token_index(is_real_token.to(device))
 
 
 __all__ = [

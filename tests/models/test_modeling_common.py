@@ -61,7 +61,7 @@ def test_save_and_load_reproduces_logits(model_class, tmp_path):
     assert config["auto_map"]["AutoConfig"] == f"configuration_{family}.{type(model.config).__name__}"
 
     # Through the Auto class registered by `import lmrecipes`, as for a built-in model.
-    auto_class = next(auto for auto, head in FAMILIES[family][1].items() if head is model_class)
+    auto_class = next(auto for auto, head in FAMILIES[family].heads.items() if head is model_class)
     reloaded = auto_class.from_pretrained(tmp_path)
     assert type(reloaded) is model_class
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Registers the model families with transformers' Auto classes.
+"""What each model family is, in one record per model type, and its registration with transformers' Auto classes.
 
 Two registrations happen for every family:
 - `AutoConfig.register` / `AutoModel*.register` make the families load like built-in models whenever lmrecipes is
@@ -9,6 +9,9 @@ Two registrations happen for every family:
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
 
 from transformers import (
     AutoConfig,
@@ -41,45 +44,68 @@ from lmrecipes.models.mini_gpt import (
     MiniGPTForSequenceClassification,
     MiniGPTModel,
 )
+from lmrecipes.tokenization import TokenizerKind
 
-# model_type -> (config class, {auto class: model class})
-FAMILIES: dict[str, tuple[type[PretrainedConfig], dict[type, type]]] = {
-    "lstm_lm": (
-        LSTMLMConfig,
-        {
+
+@dataclass(frozen=True)
+class Family:
+    """Everything the recipes need to know about one model type."""
+
+    config_class: type[PretrainedConfig]
+    heads: dict[type, type]  # auto class -> model class
+    objective: Literal["causal", "masked"]  # how it is pretrained
+    tokenizer_kind: TokenizerKind  # the tokenizer a recipe trains for it
+    dropout_fields: tuple[str, ...]  # what a recipe's single `dropout` field sets
+    is_recurrent: bool = False  # its forward carries a state between blocks (truncated BPTT)
+
+
+FAMILIES: dict[str, Family] = {
+    "lstm_lm": Family(
+        config_class=LSTMLMConfig,
+        heads={
             AutoModel: LSTMLMModel,
             AutoModelForCausalLM: LSTMLMForCausalLM,
             AutoModelForSequenceClassification: LSTMLMForSequenceClassification,
         },
+        objective="causal",
+        tokenizer_kind="byte_bpe",
+        dropout_fields=("embedding_dropout", "hidden_dropout", "output_dropout"),
+        is_recurrent=True,
     ),
-    "mini_bert": (
-        MiniBertConfig,
-        {
+    "mini_bert": Family(
+        config_class=MiniBertConfig,
+        heads={
             AutoModel: MiniBertModel,
             AutoModelForMaskedLM: MiniBertForMaskedLM,
             AutoModelForSequenceClassification: MiniBertForSequenceClassification,
             AutoModelForQuestionAnswering: MiniBertForQuestionAnswering,
             AutoModelForTokenClassification: MiniBertForTokenClassification,
         },
+        objective="masked",
+        tokenizer_kind="wordpiece",
+        dropout_fields=("hidden_dropout_prob", "attention_probs_dropout_prob"),
     ),
-    "mini_gpt": (
-        MiniGPTConfig,
-        {
+    "mini_gpt": Family(
+        config_class=MiniGPTConfig,
+        heads={
             AutoModel: MiniGPTModel,
             AutoModelForCausalLM: MiniGPTForCausalLM,
             AutoModelForSequenceClassification: MiniGPTForSequenceClassification,
         },
+        objective="causal",
+        tokenizer_kind="byte_bpe",
+        dropout_fields=("embedding_dropout", "hidden_dropout", "attention_dropout"),
     ),
 }
 
 
 def register_families() -> None:
     """Register every family with the Auto classes; safe to call more than once."""
-    for model_type, (config_class, heads) in FAMILIES.items():
-        AutoConfig.register(model_type, config_class, exist_ok=True)
-        config_class.register_for_auto_class()
-        for auto_class, model_class in heads.items():
-            auto_class.register(config_class, model_class, exist_ok=True)
+    for model_type, family in FAMILIES.items():
+        AutoConfig.register(model_type, family.config_class, exist_ok=True)
+        family.config_class.register_for_auto_class()
+        for auto_class, model_class in family.heads.items():
+            auto_class.register(family.config_class, model_class, exist_ok=True)
             model_class.register_for_auto_class(auto_class.__name__)
 
 
@@ -90,9 +116,16 @@ def complete_auto_map(config: PretrainedConfig) -> PretrainedConfig:
     loaded as `AutoModelForSequenceClassification` with remote code. All heads live in the same modeling file,
     which is copied next to the weights anyway, so listing them all is enough.
     """
-    config_class, heads = FAMILIES[config.model_type]
-    family = config.model_type
-    auto_map = {"AutoConfig": f"configuration_{family}.{config_class.__name__}"}
-    auto_map.update({auto.__name__: f"modeling_{family}.{model.__name__}" for auto, model in heads.items()})
+    family, model_type = FAMILIES[config.model_type], config.model_type
+    auto_map = {"AutoConfig": f"configuration_{model_type}.{family.config_class.__name__}"}
+    auto_map.update(
+        {auto.__name__: f"modeling_{model_type}.{model.__name__}" for auto, model in family.heads.items()}
+    )
     config.auto_map = auto_map
     return config
+
+
+def is_masked_lm(config: PretrainedConfig) -> bool:
+    """Whether the model is one of our masked-LM families (a model of another type counts as causal)."""
+    family = FAMILIES.get(config.model_type)
+    return family is not None and family.objective == "masked"

@@ -1,0 +1,43 @@
+"""The library's modules import each other without cycles, and the recipe parser knows nothing of the Hub."""
+
+from __future__ import annotations
+
+import ast
+from graphlib import CycleError, TopologicalSorter
+
+from launch import REPO_ROOT
+
+LIBRARY = REPO_ROOT / "lmrecipes"
+
+
+def lmrecipes_imports(path) -> set[str]:
+    """The lmrecipes modules a file imports anywhere in it (function-level imports count too)."""
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lmrecipes"):
+            if node.module == "lmrecipes":
+                imported.update(f"lmrecipes.{alias.name}" for alias in node.names)
+            else:
+                imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names if alias.name.startswith("lmrecipes."))
+    return imported
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = {f"lmrecipes.{path.stem}": path for path in LIBRARY.glob("*.py") if path.stem != "__init__"}
+    return {name: lmrecipes_imports(path) & modules.keys() for name, path in modules.items()}
+
+
+def test_library_modules_import_each_other_without_a_cycle():
+    try:
+        tuple(TopologicalSorter(import_graph()).static_order())
+    except CycleError as error:
+        raise AssertionError(f"import cycle: {' -> '.join(error.args[1])}") from None
+
+
+def test_hub_sits_above_cards_and_secrets():
+    graph = import_graph()
+    assert {"lmrecipes.cards", "lmrecipes.secrets"} <= graph["lmrecipes.hub"]
+    for module in ("lmrecipes.cards", "lmrecipes.secrets", "lmrecipes.recipe"):
+        assert "lmrecipes.hub" not in graph[module], module
