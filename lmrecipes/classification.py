@@ -1,10 +1,5 @@
-"""Sequence classification (SST-2, IMDB): fine-tune a pretrained model of any family with a classification head.
-
-`scripts/finetune_classification.py` parses a recipe and calls `finetune_classification`:
-
-    load train/eval splits -> drop unusable rows (empty text, missing label) -> tokenize (truncate, or cut long texts
-    into overlapping windows) -> AutoModelForSequenceClassification on the pretrained folder -> TaskTrainer with
-    DataCollatorWithPadding -> accuracy and F1 -> all_results.json, model card
+"""Sequence classification (SST-2, IMDB) for any family: class names, bad-row checks, tokenization into one input
+or several windows per text, and metrics that combine a text's windows. The run: scripts/finetune_classification.py.
 
 Long texts (`long_text_strategy`):
 - "truncate": keep the first `max_seq_length` tokens of each text.
@@ -27,17 +22,11 @@ from typing import Any
 import numpy as np
 from datasets import ClassLabel, Dataset
 from transformers import (
-    AutoModelForSequenceClassification,
-    DataCollatorWithPadding,
     EvalPrediction,
     PreTrainedTokenizerBase,
-    TrainingArguments,
 )
 
-from lmrecipes import finetuning
-from lmrecipes.finetuning import FinetuneArguments, FinetuneDataArguments
 from lmrecipes.metrics import load_classification_metrics
-from lmrecipes.training import TaskTrainer, start_run, train_evaluate_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -275,79 +264,3 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, max_seq_length: int) -
     # Saved with the model: pipeline(..., truncation=True) then truncates where fine-tuning did.
     tokenizer.model_max_length = max_seq_length
     return tokenizer
-
-
-def finetune_classification(
-    finetune_args: FinetuneArguments,
-    data_args: FinetuneDataArguments,
-    task_args: ClassificationArguments,
-    training_args: TrainingArguments,
-    recipe: dict[str, Any] | None = None,
-) -> dict[str, float]:
-    """Run a classification recipe end to end and return the final metrics (also in all_results.json)."""
-    start_run(training_args, recipe)
-    # Checked first, so a wrong early-stopping set-up fails before any work.
-    callbacks = finetuning.early_stopping(finetune_args, training_args)
-
-    raw = {}
-    for name, split, max_samples in (
-        ("train", data_args.train_split, data_args.max_train_samples),
-        ("eval", data_args.eval_split, data_args.max_eval_samples),
-    ):
-        dataset = finetuning.load_split(data_args, split)
-        if task_args.text_column not in dataset.column_names:
-            raise ValueError(
-                f"split {split!r} has no column {task_args.text_column!r} (text_column); its columns are "
-                f"{dataset.column_names}"
-            )
-        dataset = finetuning.take_samples(dataset, max_samples, training_args.seed)
-        if name == "train":
-            names = class_names(dataset, task_args.label_column)
-        checks = bad_example_checks(task_args.text_column, task_args.label_column, names)
-        raw[name] = finetuning.drop_bad_examples(dataset, checks, f"{name} split {split!r}")
-    logger.info("%d classes: %s", len(names), names)
-
-    tokenizer = prepare_tokenizer(finetuning.load_tokenizer(finetune_args), task_args.max_seq_length)
-    model = finetuning.load_for_finetuning(
-        AutoModelForSequenceClassification,
-        finetune_args,
-        num_labels=len(names),
-        id2label=dict(enumerate(names)),
-        label2id={name: class_id for class_id, name in enumerate(names)},
-    )
-    finetuning.check_max_seq_length(task_args.max_seq_length, model.config)
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-
-    with training_args.main_process_first(desc="tokenizing"):
-        train_dataset, eval_dataset = (
-            tokenize_for_classification(
-                raw[name],
-                tokenizer,
-                task_args,
-                names,
-                num_proc=data_args.preprocessing_num_workers,
-                load_from_cache_file=not data_args.overwrite_cache,
-            )
-            for name in ("train", "eval")
-        )
-    windows = task_args.long_text_strategy == "windows"
-    for name, dataset in (("train", train_dataset), ("eval", eval_dataset)):
-        logger.info("%s: %d texts -> %d model inputs", name, len(raw[name]), len(dataset))
-
-    logger.info("%s: %.2fM parameters", model.config.model_type, model.num_parameters() / 1e6)
-    trainer = TaskTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=build_compute_metrics(
-            len(names),
-            example_index=list(eval_dataset["example_index"]) if windows else None,
-            combination=task_args.window_combination,
-        ),
-        callbacks=callbacks,
-    )
-    return train_evaluate_and_save(trainer, tokenizer, recipe)

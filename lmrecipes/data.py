@@ -307,13 +307,34 @@ def load_text_dataset(args: DataArguments, split: str) -> Dataset | IterableData
     return dataset
 
 
-def check_block_size(block_size: int, model_max_positions: int | None) -> None:
-    """Raise if blocks would be longer than the model's position embeddings (None: no limit, e.g. an LSTM)."""
-    if model_max_positions is not None and block_size > model_max_positions:
-        raise ValueError(
-            f"block_size={block_size} exceeds the model's maximum sequence length "
-            f"(max_position_embeddings={model_max_positions}); lower block_size or enlarge the model."
+BLOCK_SIZE_HINT = "lower block_size or enlarge the model."
+
+
+def check_length_fits(
+    field: str,
+    length: int,
+    max_positions: int | None,
+    *,
+    part: str = "model",
+    positions_needed: int | None = None,
+    hint: str = "",
+) -> None:
+    """Raise if a recipe's `field` (a length in tokens) would overrun a position table of `max_positions` entries.
+
+    None means no limit (a recurrent model). `positions_needed` is what `length` costs in positions when that differs
+    (generation never feeds back its last token); `hint` says what to change.
+    """
+    needed = length if positions_needed is None else positions_needed
+    if max_positions is None or needed <= max_positions:
+        return
+    if positions_needed is None:
+        problem = f"{field}={length} exceeds the {part}'s max_position_embeddings={max_positions}"
+    else:
+        problem = (
+            f"{field}={length} needs {needed} {part} positions but the {part} has max_position_embeddings="
+            f"{max_positions}"
         )
+    raise ValueError(f"{problem}; {hint}" if hint else problem)
 
 
 def check_tokenizer_fits_model(tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> None:
@@ -392,7 +413,7 @@ def build_lm_dataset(
     """
     if separate_rows not in ("auto", "always", "never"):
         raise ValueError(f"separate_rows must be 'auto', 'always' or 'never', got {separate_rows!r}.")
-    check_block_size(block_size, model_max_positions)
+    check_length_fits("block_size", block_size, model_max_positions, hint=BLOCK_SIZE_HINT)
     prefix_ids, suffix_ids = _special_tokens_around_text(tokenizer)
     text_per_block = block_size - len(prefix_ids) - len(suffix_ids)
     if text_per_block < 1:
@@ -461,7 +482,7 @@ def prepare_lm_dataset(
     the text inside a block stays contiguous); the Trainer's `set_epoch` reseeds it every epoch. Map-style
     datasets are not shuffled here: the Trainer's sampler does it.
     """
-    check_block_size(args.block_size, model_max_positions)
+    check_length_fits("block_size", args.block_size, model_max_positions, hint=BLOCK_SIZE_HINT)
     raw = load_text_dataset(args, split)
     blocks = build_lm_dataset(
         raw,

@@ -7,7 +7,7 @@ dataset, sample limits), its task's arguments and `TrainingArguments` from a rec
     raw = take_samples(raw, data_args.max_train_samples, seed)        # random rows: some datasets are sorted
     raw = drop_bad_examples(raw, {"empty text": ...}, "train split")  # one summary line; error if none left
     model = load_for_finetuning(AutoModelForXxx, finetune_args, num_labels=...)
-    trainer = TaskTrainer(..., callbacks=early_stopping(finetune_args, training_args))
+    trainer = RecipeTrainer(..., report_perplexity=False, callbacks=early_stopping(finetune_args, training_args))
     metrics = train_evaluate_and_save(trainer, tokenizer, recipe)     # all_results.json + model card
 """
 
@@ -232,9 +232,9 @@ def check_max_seq_length(max_seq_length: int, config: PretrainedConfig) -> None:
     """Raise before training if inputs of `max_seq_length` tokens would not fit the model's position table."""
     if max_seq_length < 2:
         raise ValueError(f"max_seq_length must be >= 2, got {max_seq_length}")
-    limit = getattr(config, "max_position_embeddings", None)  # None: recurrent models have no limit
-    if limit is not None and max_seq_length > limit:
-        raise ValueError(
-            f"max_seq_length={max_seq_length} exceeds the model's max_position_embeddings={limit}: lower "
-            "max_seq_length (long texts are then truncated or cut into windows)."
-        )
+    data.check_length_fits(
+        "max_seq_length",
+        max_seq_length,
+        getattr(config, "max_position_embeddings", None),  # None: recurrent models have no limit
+        hint="lower max_seq_length (long texts are then truncated or cut into windows).",
+    )

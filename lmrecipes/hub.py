@@ -281,7 +281,7 @@ def prepare_trainer_push(args: Any) -> None:
 class HubPushMixin:
     """Trainer additions that keep the Trainer's own pushes (`push_to_hub` with any `hub_strategy`) lmrecipes-shaped.
 
-    Mix in before `Trainer`: `class LMTrainer(HubPushMixin, Trainer)`. Two gaps of Trainer 5.x are closed:
+    Mix in before `Trainer`: `class RecipeTrainer(HubPushMixin, Trainer)`. Two gaps of Trainer 5.x are closed:
     - before a checkpoint push, the Trainer copies only weights, config and tokenizer from the checkpoint to the
       output folder it pushes, so the repo root lacks the remote code files until the end of training: they are
       copied too, and every intermediate commit loads with `trust_remote_code=True`;

@@ -21,12 +21,7 @@ def use_cpu_when_torchrun_has_no_accelerator() -> None:
 
 
 def check_world_size(training_args) -> None:
-    """Fail loudly if the launcher started N processes but the Trainer sees fewer (each would train alone).
-
-    Also turns off pinned memory on a CPU-only machine, where it does nothing but warn.
-    """
-    if not torch.accelerator.is_available():
-        training_args.dataloader_pin_memory = False  # pinning is for host-to-GPU copies; on CPU torch warns
+    """Fail loudly if the launcher started N processes but the Trainer sees fewer (each would train alone)."""
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and training_args.world_size != launched:
         raise RuntimeError(

@@ -17,7 +17,6 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
 from lmrecipes.secrets import reject_token_fields
 
 
@@ -55,7 +54,6 @@ def parse_recipe(dataclass_types: tuple[type, ...], argv: list[str] | None = Non
     goes into the model card.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    use_cpu_when_torchrun_has_no_accelerator()  # before TrainingArguments reads the environment
     parser = HfArgumentParser(dataclass_types)
     known = {field.name for dc in dataclass_types for field in dataclasses.fields(dc) if field.init}
 

@@ -71,7 +71,7 @@ from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_utils import has_length
 
 from lmrecipes.families import FAMILIES
-from lmrecipes.training import LMTrainer
+from lmrecipes.training import RecipeTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +147,8 @@ class _ResetStatesAtEpochBegin(TrainerCallback):
         self.trainer.reset_stream_states()
 
 
-class TBPTTTrainer(LMTrainer):
-    """LMTrainer for truncated BPTT: batches are parallel streams of contiguous blocks and the state carries over.
+class TBPTTTrainer(RecipeTrainer):
+    """RecipeTrainer for truncated BPTT: batches are parallel streams of contiguous blocks and the state carries over.
 
     Each micro-batch gets as `cache` the (detached) recurrent state its streams ended the previous step
     with; see the module docstring for the layout, for several processes and for gradient accumulation.

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import Seq2SeqTrainer, Trainer, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -44,7 +45,11 @@ class SafeTrainingMixin:
     """Stops on a non-finite loss, marks checkpoints complete, and (for language models) logs perplexity."""
 
     nonfinite_loss_step: int | None = None
-    report_perplexity = True  # exp(loss) means something for language modelling, not for a classifier's loss
+
+    def __init__(self, *args, report_perplexity: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        # exp(loss) means something for language modelling, not for a classifier's loss.
+        self.report_perplexity = report_perplexity
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if self.report_perplexity:
@@ -85,17 +90,11 @@ class SafeTrainingMixin:
         return result
 
 
-class LMTrainer(HubPushMixin, SafeTrainingMixin, Trainer):
-    """The Trainer of the pretraining script: language modelling, perplexity in the logs."""
+class RecipeTrainer(HubPushMixin, SafeTrainingMixin, Trainer):
+    """The Trainer of every script; `report_perplexity=False` for tasks whose loss has no perplexity."""
 
 
-class TaskTrainer(LMTrainer):
-    """The Trainer of the classification and extractive-QA scripts: their losses have no perplexity."""
-
-    report_perplexity = False
-
-
-class LMSeq2SeqTrainer(HubPushMixin, SafeTrainingMixin, Seq2SeqTrainer):
+class RecipeSeq2SeqTrainer(HubPushMixin, SafeTrainingMixin, Seq2SeqTrainer):
     """The Seq2SeqTrainer of the translation script (token-level perplexity of the target is logged)."""
 
 
@@ -105,6 +104,8 @@ def start_run(training_args, recipe: Mapping[str, Any] | None) -> None:
     Nothing is written yet: a recipe that fails its checks leaves no output folder behind.
     """
     check_world_size(training_args)
+    if not torch.accelerator.is_available():
+        training_args.dataloader_pin_memory = False  # pinning is for host-to-GPU copies; on CPU torch warns
     set_seed(training_args.seed)
     prepare_trainer_push(training_args)  # a push without a token fails now, not after training
 

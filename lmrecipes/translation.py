@@ -1,54 +1,7 @@
-"""Translation (Multi30k German -> English): fine-tune a transformers `EncoderDecoderModel` with the Seq2SeqTrainer.
-
-`scripts/finetune_translation.py` parses a recipe and calls `finetune_translation`:
-
-    load splits -> take max_*_samples random pairs -> tokenize (source with the encoder's tokenizer; target with
-    the decoder's, plus eos) -> drop unusable pairs (an empty side, too many tokens: one summary line per split)
-    -> EncoderDecoderModel -> LMSeq2SeqTrainer with DataCollatorForSeq2Seq (labels padded with -100) and
-    predict_with_generate (beam search) -> sacreBLEU and chrF of the detokenized output against the raw reference
-    strings -> all_results.json, <split>_translations.jsonl, model card
-
-Where the model comes from:
-
-- Warm start (`encoder_name_or_path` + `decoder_name_or_path`): `EncoderDecoderModel.from_encoder_decoder_pretrained`
-  joins a pretrained mini_bert output folder (the encoder) and a pretrained mini_gpt output folder (the decoder, which
-  gets new, randomly initialised cross-attention sublayers). The source is read with the encoder's tokenizer and the
-  target written with the decoder's.
-- Random initialisation of the warm start's architecture (`from_scratch: true` with both folders named): the same
-  encoder and decoder configurations and tokenizers, random weights; the baseline that shows what pretraining buys.
-- From scratch (`from_scratch: true`, no folders): a new mini_bert encoder and mini_gpt decoder sized by the recipe,
-  with tokenizers trained on the training pairs: WordPiece on the source side and byte-level BPE on the target side, the
-  kinds of the two families (or one byte-level BPE tokenizer trained on both languages, `shared_tokenizer: true`).
-  The full recipe (recipes/encoder_decoder/multi30k.yaml) does this: the pretrained tokenizers were trained on
-  English WikiText, so they cut German words into many short pieces, and the uncased WordPiece one also folds
-  umlauts ("Männer" -> "manner"). The target side is byte-level BPE either way: it is cased and decodes back to
-  exactly the text, as BLEU on detokenized output needs.
-
-Sample limits (max_train_samples, ...) pick pairs before the unusable ones are dropped, unlike the other fine-tuning
-scripts: telling a pair too long needs its tokens, and tokenizing all of Multi30k for a 256-pair smoke test would
-take longer than the test's training. New tokenizers (from_scratch without folders) are trained on the picked training
-pairs.
-
-The output folder loads back with `EncoderDecoderModel.from_pretrained(output_dir)` (or `AutoModelForSeq2SeqLM`)
-once lmrecipes is imported. It holds the model, whose generation_config.json has the decoding settings that were
-scored (beam size, maximum length), the source tokenizer at the root and the target tokenizer in
-`decoder_tokenizer/` (the layout lmrecipes.pipelines' "seq2seq-translation" pipeline loads), the configuration and
-modeling files of both families, all_results.json (eval_bleu, eval_chrf and, with do_predict, test_bleu, test_chrf),
-`<split>_translations.jsonl` (each scored source, reference and prediction) and the model card.
-
-Remote code: `trust_remote_code=True` cannot load this folder without lmrecipes. transformers (5.23) builds the
-encoder and decoder sub-configs of an EncoderDecoderConfig from its static model-type registry
-(`SubConfigSpec.get_config_class`) and never reads their `auto_map`, so "mini_bert" is an unknown model type. The
-family code files are in the folder all the same, and registering them first makes it load:
-
-    from transformers import AutoConfig, EncoderDecoderModel
-    from transformers.dynamic_module_utils import get_class_from_dynamic_module
-
-    for family, config_name, model_name, auto_class in REMOTE_CODE_CLASSES:  # the table below
-        config_class = get_class_from_dynamic_module(f"configuration_{family}.{config_name}", folder)
-        AutoConfig.register(family, config_class)
-        auto_class.register(config_class, get_class_from_dynamic_module(f"modeling_{family}.{model_name}", folder))
-    model = EncoderDecoderModel.from_pretrained(folder)
+"""Translation (Multi30k German -> English) with a transformers `EncoderDecoderModel`: the recipe's arguments, pairs
+and their tokenization, tokenizers (trained or loaded), the model (warm-started or new), scoring of detokenized beam
+search output, and the Seq2SeqTrainer that evaluates in row order. The run is scripts/finetune_translation.py; what
+the output folder holds and how it loads: README, "Translation".
 """
 
 from __future__ import annotations
@@ -70,7 +23,6 @@ from transformers import (
     AutoModel,
     AutoModelForCausalLM,
     AutoTokenizer,
-    DataCollatorForSeq2Seq,
     EncoderDecoderConfig,
     EncoderDecoderModel,
     EvalPrediction,
@@ -79,18 +31,15 @@ from transformers import (
     Seq2SeqTrainingArguments,
     TrainerCallback,
 )
-from transformers.dynamic_module_utils import custom_object_save
 from transformers.trainer_utils import has_length
 
 from lmrecipes import data, finetuning
-from lmrecipes.cards import build_model_card
 from lmrecipes.families import FAMILIES, complete_auto_map
 from lmrecipes.finetuning import FinetuneDataArguments
 from lmrecipes.metrics import load_metric
 from lmrecipes.modeling import ModelArguments, build_config
-from lmrecipes.pipelines import DECODER_TOKENIZER_FOLDER
 from lmrecipes.tokenization import train_tokenizer
-from lmrecipes.training import LMSeq2SeqTrainer, start_run, train_evaluate_and_save
+from lmrecipes.training import RecipeSeq2SeqTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +50,8 @@ REMOTE_CODE_CLASSES = (
     (DECODER_FAMILY, "MiniGPTConfig", "MiniGPTForCausalLM", AutoModelForCausalLM),
 )
 TRANSLATIONS_FILENAME = "{split}_translations.jsonl"
+# Where the target tokenizer goes when it differs from the source one: the layout the translation pipeline loads.
+DECODER_TOKENIZER_FOLDER = "decoder_tokenizer"
 
 # EncoderDecoderModel warns on every forward with labels that transformers 4.12 moved the loss out of the decoder: news
 # for checkpoints trained before 4.12, noise here.
@@ -594,22 +545,20 @@ def check_lengths_fit(
     """Fail before training if a kept pair or a generated translation would overrun a position table."""
     encoder_positions = getattr(model.config.encoder, "max_position_embeddings", None)
     decoder_positions = getattr(model.config.decoder, "max_position_embeddings", None)
-    if encoder_positions is not None and task_args.max_source_length > encoder_positions:
-        raise ValueError(
-            f"max_source_length={task_args.max_source_length} exceeds the encoder's max_position_embeddings="
-            f"{encoder_positions}"
-        )
-    if decoder_positions is not None and task_args.max_target_length > decoder_positions:
-        raise ValueError(
-            f"max_target_length={task_args.max_target_length} exceeds the decoder's max_position_embeddings="
-            f"{decoder_positions}"
-        )
+    data.check_length_fits(
+        "max_source_length", task_args.max_source_length, encoder_positions, part="encoder"
+    )
+    data.check_length_fits(
+        "max_target_length", task_args.max_target_length, decoder_positions, part="decoder"
+    )
     # The decoder reads at most max_length - 1 tokens: the last one generated is never fed back.
-    if decoder_positions is not None and generation_max_length - 1 > decoder_positions:
-        raise ValueError(
-            f"generation_max_length={generation_max_length} needs {generation_max_length - 1} decoder positions but "
-            f"the decoder has max_position_embeddings={decoder_positions}"
-        )
+    data.check_length_fits(
+        "generation_max_length",
+        generation_max_length,
+        decoder_positions,
+        part="decoder",
+        positions_needed=generation_max_length - 1,
+    )
 
 
 # --------------------------------------------------------------------------------------------- scoring
@@ -695,8 +644,8 @@ class TranslationScorer:
                 )
 
 
-class TranslationTrainer(LMSeq2SeqTrainer):
-    """LMSeq2SeqTrainer that evaluates the rows in dataset order.
+class TranslationTrainer(RecipeSeq2SeqTrainer):
+    """RecipeSeq2SeqTrainer that evaluates the rows in dataset order.
 
     With train_sampling_strategy: group_by_length, transformers (5.23) batches evaluation by length too, in a
     shuffled order (Trainer._get_eval_sampler), and predictions carry no row indices: the generated translations
@@ -726,115 +675,3 @@ def write_translations(
         for source, reference, prediction in zip(sources, references, predictions, strict=True):
             line = {"source": source, "reference": reference, "prediction": prediction}
             handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-
-
-# --------------------------------------------------------------------------------------------- the recipe
-
-
-def finetune_translation(
-    model_args: TranslationModelArguments,
-    data_args: FinetuneDataArguments,
-    task_args: TranslationArguments,
-    training_args: Seq2SeqTrainingArguments,
-    recipe: dict[str, Any] | None = None,
-) -> dict[str, float]:
-    """Run a translation recipe end to end and return the final metrics (also in all_results.json)."""
-    start_run(training_args, recipe)
-    callbacks = finetuning.early_stopping(model_args, training_args)  # a wrong recipe fails before any work
-    num_beams, max_length = generation_settings(training_args, task_args)
-    output_dir = Path(training_args.output_dir)
-
-    splits = {"train": data_args.train_split, "eval": data_args.eval_split}
-    if training_args.do_predict:
-        splits["test"] = task_args.test_split
-    max_samples = {
-        "train": data_args.max_train_samples,
-        "eval": data_args.max_eval_samples,
-        "test": task_args.max_test_samples,
-    }
-    raw = {
-        name: finetuning.take_samples(
-            load_pairs(data_args, task_args, split), max_samples[name], training_args.seed
-        )
-        for name, split in splits.items()
-    }
-
-    source_tokenizer, target_tokenizer = load_tokenizers(model_args, task_args, training_args, raw["train"])
-    model = build_translation_model(
-        model_args,
-        source_tokenizer,
-        target_tokenizer,
-        max_source_positions=task_args.max_source_length,
-        max_target_positions=max(task_args.max_target_length, max_length - 1),
-    )
-    check_lengths_fit(model, task_args, max_length)
-    data.check_tokenizer_fits_model(source_tokenizer, model.config.encoder)
-    data.check_tokenizer_fits_model(target_tokenizer, model.config.decoder)
-    set_generation_config(model, target_tokenizer, num_beams=num_beams, max_length=max_length)
-
-    prepared = {}
-    with training_args.main_process_first(desc="tokenizing"):
-        for name, split in splits.items():
-            prepared[name] = prepare_split(
-                raw[name],
-                source_tokenizer,
-                target_tokenizer,
-                task_args,
-                data_args,
-                description=f"{name} split {split!r}",
-            )
-    logger.info(
-        "%s -> %s: %.2fM parameters; %s pairs; decoding with %d beams up to %d tokens",
-        model.config.encoder.model_type,
-        model.config.decoder.model_type,
-        model.num_parameters() / 1e6,
-        ", ".join(f"{name} {len(inputs)}" for name, (inputs, _, _) in prepared.items()),
-        num_beams,
-        max_length,
-    )
-
-    eval_inputs, eval_sources, eval_references = prepared["eval"]
-    eval_scorer = TranslationScorer(target_tokenizer, eval_references)
-    trainer = TranslationTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=prepared["train"][0],
-        eval_dataset=eval_inputs,
-        processing_class=source_tokenizer,
-        # With `model`, the collator builds decoder_input_ids from the labels itself, so they are there even when
-        # label smoothing makes the Trainer take the labels out of the model's inputs.
-        data_collator=DataCollatorForSeq2Seq(source_tokenizer, model=model, label_pad_token_id=-100),
-        compute_metrics=eval_scorer,
-        callbacks=[KeepTargetSpecialTokens(target_tokenizer), *callbacks],
-    )
-    # Train, save the model and source tokenizer, evaluate, write all_results.json and the card.
-    metrics = train_evaluate_and_save(trainer, source_tokenizer, recipe)
-    results = {"eval": {**metrics, **{f"eval_{key}": value for key, value in eval_scorer.signatures.items()}}}
-    translations = {"eval": (eval_sources, eval_references, eval_scorer.predictions)}
-
-    if training_args.do_predict:
-        test_inputs, test_sources, test_references = prepared["test"]
-        trainer.compute_metrics = test_scorer = TranslationScorer(target_tokenizer, test_references)
-        test_metrics = trainer.predict(test_inputs, metric_key_prefix="test").metrics
-        trainer.log_metrics("test", test_metrics)
-        metrics.update(test_metrics)
-        results["test"] = {
-            **test_metrics,
-            **{f"test_{key}": value for key, value in test_scorer.signatures.items()},
-        }
-        translations["test"] = (test_sources, test_references, test_scorer.predictions)
-
-    if training_args.should_save:
-        for split, split_metrics in results.items():
-            trainer.save_metrics(split, {k: v for k, v in split_metrics.items() if k.startswith(f"{split}_")})
-        save_tokenizers(output_dir, source_tokenizer, target_tokenizer)
-        # The families' code next to the weights (see the module docstring for why that is not enough for
-        # trust_remote_code on its own).
-        custom_object_save(model.encoder, output_dir)
-        custom_object_save(model.decoder, output_dir)
-        for split, (sources, references, predictions) in translations.items():
-            write_translations(
-                output_dir / TRANSLATIONS_FILENAME.format(split=split), sources, references, predictions
-            )
-        build_model_card(output_dir, recipe, tags=["translation"])  # again: now with the test scores
-    return metrics

@@ -2,30 +2,185 @@
 
     accelerate launch --config_file accelerate_configs/cpu.yaml scripts/finetune_translation.py \
         recipes/encoder_decoder/multi30k.yaml [--any_field value ...]
+
+Warm-started from two pretrained folders, or built from scratch with tokenizers trained on the pairs (README,
+"Translation"); scored with sacreBLEU and chrF on detokenized beam-search output against the raw references.
 """
 
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
-from transformers import Seq2SeqTrainingArguments
+from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
+from transformers.dynamic_module_utils import custom_object_save
 
+from lmrecipes import data, finetuning
+from lmrecipes.cards import build_model_card
 from lmrecipes.finetuning import FinetuneDataArguments
+from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
 from lmrecipes.recipe import parse_recipe
+from lmrecipes.training import start_run, train_evaluate_and_save
 from lmrecipes.translation import (
     TRANSLATIONS_FILENAME,
+    KeepTargetSpecialTokens,
     TranslationArguments,
     TranslationModelArguments,
-    finetune_translation,
+    TranslationScorer,
+    TranslationTrainer,
+    build_translation_model,
+    check_lengths_fit,
+    generation_settings,
+    load_pairs,
+    load_tokenizers,
+    prepare_split,
+    save_tokenizers,
+    set_generation_config,
+    write_translations,
 )
 
+logger = logging.getLogger(__name__)
 
-def main() -> None:
+
+def main(
+    model_args: TranslationModelArguments,
+    data_args: FinetuneDataArguments,
+    task_args: TranslationArguments,
+    training_args: Seq2SeqTrainingArguments,
+    recipe: dict[str, Any] | None = None,
+) -> dict[str, float]:
+    """Run a translation recipe end to end and return the final metrics (also in all_results.json)."""
+    ###############
+    # Recipe checks: what needs no data fails here, before anything is written
+    ###############
+    start_run(training_args, recipe)
+    callbacks = finetuning.early_stopping(model_args, training_args)
+    num_beams, max_length = generation_settings(training_args, task_args)
+    output_dir = Path(training_args.output_dir)
+
+    ######
+    # Data: sampled pairs of each split (the test split with do_predict)
+    ######
+    splits = {"train": data_args.train_split, "eval": data_args.eval_split}
+    if training_args.do_predict:
+        splits["test"] = task_args.test_split
+    max_samples = {
+        "train": data_args.max_train_samples,
+        "eval": data_args.max_eval_samples,
+        "test": task_args.max_test_samples,
+    }
+    raw = {
+        name: finetuning.take_samples(
+            load_pairs(data_args, task_args, split), max_samples[name], training_args.seed
+        )
+        for name, split in splits.items()
+    }
+
+    ####################
+    # Tokenizers and model: the pretrained folders' (warm start), or new ones trained on the pairs
+    ####################
+    source_tokenizer, target_tokenizer = load_tokenizers(model_args, task_args, training_args, raw["train"])
+    model = build_translation_model(
+        model_args,
+        source_tokenizer,
+        target_tokenizer,
+        max_source_positions=task_args.max_source_length,
+        max_target_positions=max(task_args.max_target_length, max_length - 1),
+    )
+    check_lengths_fit(model, task_args, max_length)
+    data.check_tokenizer_fits_model(source_tokenizer, model.config.encoder)
+    data.check_tokenizer_fits_model(target_tokenizer, model.config.decoder)
+    set_generation_config(model, target_tokenizer, num_beams=num_beams, max_length=max_length)
+
+    ##############
+    # Tokenization: source and target ids, unusable pairs dropped with one summary line per split
+    ##############
+    prepared = {}
+    with training_args.main_process_first(desc="tokenizing"):
+        for name, split in splits.items():
+            prepared[name] = prepare_split(
+                raw[name],
+                source_tokenizer,
+                target_tokenizer,
+                task_args,
+                data_args,
+                description=f"{name} split {split!r}",
+            )
+    logger.info(
+        "%s -> %s: %.2fM parameters; %s pairs; decoding with %d beams up to %d tokens",
+        model.config.encoder.model_type,
+        model.config.decoder.model_type,
+        model.num_parameters() / 1e6,
+        ", ".join(f"{name} {len(inputs)}" for name, (inputs, _, _) in prepared.items()),
+        num_beams,
+        max_length,
+    )
+
+    #########
+    # Trainer: beam search at evaluation, scored against the raw reference strings
+    #########
+    eval_inputs, eval_sources, eval_references = prepared["eval"]
+    eval_scorer = TranslationScorer(target_tokenizer, eval_references)
+    trainer = TranslationTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=prepared["train"][0],
+        eval_dataset=eval_inputs,
+        processing_class=source_tokenizer,
+        # With `model`, the collator builds decoder_input_ids from the labels itself, so they are there even when
+        # label smoothing makes the Trainer take the labels out of the model's inputs.
+        data_collator=DataCollatorForSeq2Seq(source_tokenizer, model=model, label_pad_token_id=-100),
+        compute_metrics=eval_scorer,
+        callbacks=[KeepTargetSpecialTokens(target_tokenizer), *callbacks],
+    )
+
+    ###########################################################
+    # Train, save the model and source tokenizer, evaluate, card
+    ###########################################################
+    metrics = train_evaluate_and_save(trainer, source_tokenizer, recipe)
+    results = {"eval": {**metrics, **{f"eval_{key}": value for key, value in eval_scorer.signatures.items()}}}
+    translations = {"eval": (eval_sources, eval_references, eval_scorer.predictions)}
+
+    ######
+    # Test
+    ######
+    if training_args.do_predict:
+        test_inputs, test_sources, test_references = prepared["test"]
+        trainer.compute_metrics = test_scorer = TranslationScorer(target_tokenizer, test_references)
+        test_metrics = trainer.predict(test_inputs, metric_key_prefix="test").metrics
+        trainer.log_metrics("test", test_metrics)
+        metrics.update(test_metrics)
+        results["test"] = {
+            **test_metrics,
+            **{f"test_{key}": value for key, value in test_scorer.signatures.items()},
+        }
+        translations["test"] = (test_sources, test_references, test_scorer.predictions)
+
+    ##############################################################
+    # Scores with their signatures, both tokenizers, code, outputs
+    ##############################################################
+    if training_args.should_save:
+        for split, split_metrics in results.items():
+            trainer.save_metrics(split, {k: v for k, v in split_metrics.items() if k.startswith(f"{split}_")})
+        save_tokenizers(output_dir, source_tokenizer, target_tokenizer)
+        # The families' code next to the weights (README, "Translation": why trust_remote_code needs more).
+        custom_object_save(model.encoder, output_dir)
+        custom_object_save(model.decoder, output_dir)
+        for split, (sources, references, predictions) in translations.items():
+            write_translations(
+                output_dir / TRANSLATIONS_FILENAME.format(split=split), sources, references, predictions
+            )
+        build_model_card(output_dir, recipe, tags=["translation"])  # again: now with the test scores
+    return metrics
+
+
+if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    use_cpu_when_torchrun_has_no_accelerator()  # before TrainingArguments reads the environment
     model_args, data_args, task_args, training_args, recipe = parse_recipe(
         (TranslationModelArguments, FinetuneDataArguments, TranslationArguments, Seq2SeqTrainingArguments)
     )
-    metrics = finetune_translation(model_args, data_args, task_args, training_args, recipe)
+    metrics = main(model_args, data_args, task_args, training_args, recipe)
     if training_args.should_save:
         scores = [f"eval BLEU {metrics['eval_bleu']:.2f}, chrF {metrics['eval_chrf']:.2f}"]
         if "test_bleu" in metrics:
@@ -37,7 +192,3 @@ def main() -> None:
         print(f"source:     {example['source']}")
         print(f"reference:  {example['reference']}")
         print(f"prediction: {example['prediction']}")
-
-
-if __name__ == "__main__":
-    main()

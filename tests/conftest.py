@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from launch import DATA_MIRROR
+from helpers import DATA_MIRROR, tiny_corpus
 
 # Nothing in the test suite may reach the Hugging Face Hub: these machines have no route to it, and tests must not
 # depend on the network anyway. The data mirror stands in for the Hub datasets the recipes name.
@@ -19,20 +19,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 if DATA_MIRROR.is_dir():
     os.environ.setdefault("LMRECIPES_DATA_MIRROR", str(DATA_MIRROR))
-
-WORDS = (
-    "the cat dog sat on a mat and ran to house in garden with small big red blue green tree river hill "
-    "quickly slowly happy sad film movie great terrible story actor plot scene good bad boring loved hated"
-).split()
-
-
-def tiny_corpus(num_lines: int = 400) -> list[str]:
-    """Deterministic pseudo-sentences over a small vocabulary: enough for BPE/WordPiece merges to be learned."""
-    lines = []
-    for i in range(num_lines):
-        length = 5 + (i * 7) % 9
-        lines.append(" ".join(WORDS[(i * 13 + j * j * 5 + j) % len(WORDS)] for j in range(length)) + ".")
-    return lines
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from launch import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 def test_training_speed_benchmark_times_each_family_against_its_built_in_twin(tmp_path):

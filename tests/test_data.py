@@ -11,14 +11,14 @@ import huggingface_hub.constants
 import pytest
 import torch
 from datasets import Dataset, IterableDataset
-from launch import DATA_MIRROR, needs_mirror
+from helpers import DATA_MIRROR, needs_mirror
 from transformers import GPT2Config
 
 from lmrecipes.data import (
     DataArguments,
     batch_iterator,
     build_lm_dataset,
-    check_block_size,
+    check_length_fits,
     check_tokenizer_fits_model,
     lm_data_collator,
     load_text_dataset,
@@ -260,7 +260,7 @@ def test_block_size_and_vocab_checks(byte_bpe):
     dataset = Dataset.from_dict({"text": ["some text\n"] * 4})
     with pytest.raises(ValueError, match=r"block_size=64 exceeds .*max_position_embeddings=32"):
         build_lm_dataset(dataset, byte_bpe, block_size=64, model_max_positions=32)
-    check_block_size(10_000, None)  # LSTM: no maximum
+    check_length_fits("block_size", 10_000, None)  # LSTM: no maximum
 
     check_tokenizer_fits_model(byte_bpe, GPT2Config(vocab_size=len(byte_bpe)))
     with pytest.raises(ValueError, match=r"tokenizer has 300 tokens but the model's vocab_size is 256"):

@@ -1,11 +1,11 @@
-"""The library's modules import each other without cycles, and the recipe parser knows nothing of the Hub."""
+"""The library's modules import each other without cycles; the recipe parser knows nothing of the Hub or launch."""
 
 from __future__ import annotations
 
 import ast
 from graphlib import CycleError, TopologicalSorter
 
-from launch import REPO_ROOT
+from helpers import REPO_ROOT
 
 LIBRARY = REPO_ROOT / "lmrecipes"
 
@@ -25,7 +25,10 @@ def lmrecipes_imports(path) -> set[str]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    modules = {f"lmrecipes.{path.stem}": path for path in LIBRARY.glob("*.py") if path.stem != "__init__"}
+    modules = {}
+    for path in LIBRARY.rglob("*.py"):
+        parts = path.relative_to(LIBRARY.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return {name: lmrecipes_imports(path) & modules.keys() for name, path in modules.items()}
 
 
@@ -41,3 +44,7 @@ def test_hub_sits_above_cards_and_secrets():
     assert {"lmrecipes.cards", "lmrecipes.secrets"} <= graph["lmrecipes.hub"]
     for module in ("lmrecipes.cards", "lmrecipes.secrets", "lmrecipes.recipe"):
         assert "lmrecipes.hub" not in graph[module], module
+
+
+def test_the_recipe_parser_only_parses():
+    assert import_graph()["lmrecipes.recipe"] == {"lmrecipes.secrets"}

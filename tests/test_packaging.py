@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 
-from launch import REPO_ROOT
+from helpers import REPO_ROOT
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version

@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from launch import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 def test_readme_python_example_runs(tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from accelerate.data_loader import prepare_data_loader
-from conftest import tiny_corpus
 from datasets import Dataset
+from helpers import tiny_corpus
 from torch.utils.data import DataLoader
 from transformers import TrainingArguments
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from launch import REPO_ROOT
+from helpers import REPO_ROOT
 
 MODELS_DIR = REPO_ROOT / "models"
 MARKER = re.compile(r"^# Copied from models\.(\w+)\.(\w+)\.(\w+)\s*$")

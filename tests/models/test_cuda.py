@@ -11,7 +11,7 @@ import math
 
 import pytest
 import torch
-from launch import accelerate_launch
+from helpers import accelerate_launch
 from model_specs import (
     ATTENTION_FAMILIES,
     HEADS,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lmrecipes.metrics import load_metric
-from lmrecipes.qa import (
+from lmrecipes.question_answering import (
     DROP_REASONS,
     filter_squad_examples,
     postprocess_qa_predictions,

@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import REPO_ROOT, accelerate_launch, needs_mirror, script_main, tiny_corpus
 from huggingface_hub import ModelCard
-from launch import REPO_ROOT, accelerate_launch, needs_mirror
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, TrainingArguments
 
 from lmrecipes.data import DataArguments
 from lmrecipes.modeling import ModelArguments
-from lmrecipes.pretraining import pretrain
 from lmrecipes.recipe import RecipeError, load_recipe, parse_recipe
 from lmrecipes.training import COMPLETE_MARKER, NonFiniteLossError, last_complete_checkpoint
+
+pretrain = script_main("pretrain")
 
 pytestmark = needs_mirror()
 
@@ -183,7 +184,6 @@ def test_tokenizer_larger_than_the_model_vocabulary_is_an_error(gpt_run, tmp_pat
 
 
 def big_tokenizer(tmp_path: Path) -> Path:
-    from conftest import tiny_corpus
 
     from lmrecipes.tokenization import train_tokenizer
 

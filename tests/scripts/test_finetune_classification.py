@@ -11,8 +11,17 @@ import numpy as np
 import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features
-from finetune_helpers import local_recipe, pretrain_tiny, read_json, run_recipe, write_jsonl
-from launch import REPO_ROOT, accelerate_launch, needs_mirror
+from helpers import (
+    REPO_ROOT,
+    accelerate_launch,
+    local_recipe,
+    needs_mirror,
+    pretrain_tiny,
+    read_json,
+    run_recipe,
+    script_main,
+    write_jsonl,
+)
 from safetensors.torch import load_file
 from transformers import (
     AutoModelForSequenceClassification,
@@ -29,7 +38,6 @@ from lmrecipes.classification import (
     build_compute_metrics,
     class_names,
     combine_windows,
-    finetune_classification,
     tokenize_for_classification,
 )
 from lmrecipes.data import load_hub_dataset
@@ -42,6 +50,8 @@ from lmrecipes.finetuning import (
 )
 from lmrecipes.recipe import parse_recipe
 
+finetune_classification = script_main("finetune_classification")
+
 pytestmark = needs_mirror("stanfordnlp/sst2")
 
 ARGUMENT_TYPES = (FinetuneArguments, FinetuneDataArguments, ClassificationArguments, TrainingArguments)
@@ -52,15 +62,6 @@ SENTENCES = [
     "unflinchingly bleak and desperate",
     "a thoughtful , provocative , insistently humanizing film .",
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two threads per process thrash when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

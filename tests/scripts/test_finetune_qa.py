@@ -7,24 +7,36 @@ from __future__ import annotations
 import logging
 
 import pytest
-import torch
 from datasets import Dataset
-from finetune_helpers import local_recipe, pretrain_tiny, read_json, run_recipe, write_jsonl
-from launch import REPO_ROOT, accelerate_launch, needs_mirror
+from helpers import (
+    REPO_ROOT,
+    accelerate_launch,
+    local_recipe,
+    needs_mirror,
+    pretrain_tiny,
+    read_json,
+    run_recipe,
+    script_main,
+    write_jsonl,
+)
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer, TrainingArguments, pipeline
 
 from lmrecipes.data import load_hub_dataset
 from lmrecipes.finetuning import FinetuneArguments, FinetuneDataArguments
 from lmrecipes.metrics import load_metric
-from lmrecipes.pipelines import QUESTION_ANSWERING_TASK, register_pipelines
-from lmrecipes.qa import prepare_eval_features, prepare_train_features, squad_metric_inputs
+from lmrecipes.pipelines import register_pipelines
+from lmrecipes.pipelines.question_answering import QUESTION_ANSWERING_TASK
 from lmrecipes.question_answering import (
     QuestionAnsweringArguments,
-    finetune_question_answering,
     load_squad_split,
+    prepare_eval_features,
+    prepare_train_features,
     prepare_validation_features,
+    squad_metric_inputs,
 )
 from lmrecipes.recipe import parse_recipe
+
+finetune_question_answering = script_main("finetune_qa")
 
 pytestmark = needs_mirror("rajpurkar/squad")
 
@@ -42,15 +54,6 @@ def squad_row(example_id: str, question: str, context: str, answer: str, start: 
         "context": context,
         "answers": {"text": [answer], "answer_start": [start]},
     }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two threads per process thrash when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +121,7 @@ def test_bad_rows_are_dropped_and_an_empty_split_is_an_error(pretrained_bert, tm
         save_steps=1,
     )
     model = ("--model_name_or_path", str(pretrained_bert))
-    with caplog.at_level(logging.WARNING, logger="lmrecipes.qa"):
+    with caplog.at_level(logging.WARNING, logger="lmrecipes.question_answering"):
         metrics = run_recipe(
             ARGUMENT_TYPES, finetune_question_answering, recipe, *model, "--output_dir", str(tmp_path / "out")
         )

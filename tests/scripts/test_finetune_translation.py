@@ -16,7 +16,7 @@ import sacrebleu
 import torch
 import yaml
 from datasets import Dataset
-from launch import REPO_ROOT, accelerate_launch, needs_mirror
+from helpers import REPO_ROOT, accelerate_launch, needs_mirror, script_main
 from transformers import (
     AutoModel,
     AutoTokenizer,
@@ -29,16 +29,17 @@ from transformers import (
 
 from lmrecipes.data import load_hub_dataset
 from lmrecipes.finetuning import FinetuneDataArguments
-from lmrecipes.pipelines import DECODER_TOKENIZER_FOLDER, TRANSLATION_TASK, register_pipelines
+from lmrecipes.pipelines import register_pipelines
+from lmrecipes.pipelines.translation import TRANSLATION_TASK
 from lmrecipes.recipe import load_recipe, parse_recipe
 from lmrecipes.translation import (
+    DECODER_TOKENIZER_FOLDER,
     TranslationArguments,
     TranslationModelArguments,
     TranslationScorer,
     build_translation_model,
     check_lengths_fit,
     decode_generated,
-    finetune_translation,
     generation_settings,
     load_pairs,
     load_saved_tokenizers,
@@ -46,6 +47,8 @@ from lmrecipes.translation import (
     prepare_split,
     target_label_ids,
 )
+
+finetune_translation = script_main("finetune_translation")
 
 pytestmark = needs_mirror("bentrevett/multi30k")
 

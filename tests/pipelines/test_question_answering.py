@@ -1,34 +1,25 @@
-"""The custom "extractive-question-answering" and "seq2seq-translation" pipelines, on tiny random models with the
-real tokenizers of the recipes, checked against what the model itself computes."""
+"""The "extractive-question-answering" pipeline on tiny random models with the recipes' real tokenizers, checked
+against what the model itself computes."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import logging
 
 import pytest
 import torch
-from conftest import WORDS, tiny_corpus
-from transformers import EncoderDecoderModel, pipeline
-from transformers.pipelines import PIPELINE_REGISTRY, check_task
+from helpers import TINY_SIZES, WORDS, tiny_corpus
+from transformers import pipeline
 
-import lmrecipes
-from lmrecipes.models.mini_bert import MiniBertConfig, MiniBertForQuestionAnswering, MiniBertModel
-from lmrecipes.models.mini_gpt import MiniGPTConfig, MiniGPTForCausalLM
-from lmrecipes.pipelines import (
-    DECODER_TOKENIZER_FOLDER,
-    N_BEST_SIZE,
+from lmrecipes.models.mini_bert import MiniBertConfig, MiniBertForQuestionAnswering
+from lmrecipes.pipelines import register_pipelines
+from lmrecipes.pipelines.question_answering import (
     QUESTION_ANSWERING_TASK,
-    TRANSLATION_TASK,
     ExtractiveQuestionAnsweringPipeline,
-    Seq2SeqTranslationPipeline,
-    register_pipelines,
 )
+from lmrecipes.question_answering import N_BEST_SIZE
 
-register_pipelines()  # idempotent; `import lmrecipes` does it too (checked below)
+register_pipelines()  # idempotent; `import lmrecipes` does it too (test_registration.py)
 
-SIZES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 37}
 QUESTION = "the cat sat on what"
 SHORT_CONTEXT = "the dog sat on a mat."
 MAX_ANSWER_LEN = 30
@@ -42,7 +33,7 @@ def qa_model(tokenizer, seed: int = 0) -> MiniBertForQuestionAnswering:
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
         pad_token_id=tokenizer.pad_token_id,
-        **SIZES,
+        **TINY_SIZES,
     )
     return MiniBertForQuestionAnswering(config).eval()
 
@@ -74,40 +65,6 @@ def assert_same_answers(answers: list[dict], expected: list[dict]) -> None:
         (e["answer"], e["start"], e["end"]) for e in expected
     ]
     assert [a["score"] for a in answers] == pytest.approx([e["score"] for e in expected], rel=1e-4)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Registration
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def test_import_lmrecipes_registers_both_tasks():
-    removed = {
-        task: PIPELINE_REGISTRY.supported_tasks.pop(task)
-        for task in (QUESTION_ANSWERING_TASK, TRANSLATION_TASK)
-    }
-    try:
-        importlib.reload(lmrecipes)
-        assert check_task(QUESTION_ANSWERING_TASK)[1]["impl"] is ExtractiveQuestionAnsweringPipeline
-        assert check_task(TRANSLATION_TASK)[1]["impl"] is Seq2SeqTranslationPipeline
-    finally:
-        PIPELINE_REGISTRY.supported_tasks.update(removed)
-
-
-def test_register_pipelines_twice_changes_nothing_and_warns_nothing(caplog):
-    before = {
-        task: PIPELINE_REGISTRY.supported_tasks[task] for task in (QUESTION_ANSWERING_TASK, TRANSLATION_TASK)
-    }
-    with caplog.at_level(logging.WARNING):
-        register_pipelines()
-    assert not [record for record in caplog.records if "already registered" in record.getMessage()]
-    for task, entry in before.items():
-        assert PIPELINE_REGISTRY.supported_tasks[task] is entry
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Extractive question answering
-# ----------------------------------------------------------------------------------------------------------------------
 
 
 def test_qa_answer_is_the_best_span_of_the_model_logits(wordpiece_tokenizer):
@@ -267,135 +224,3 @@ def test_qa_pipeline_loads_from_a_saved_folder(wordpiece_tokenizer, tmp_path):
     assert "custom_pipelines" not in json.loads((tmp_path / "saved_pipeline" / "config.json").read_text())
     reloaded = pipeline(QUESTION_ANSWERING_TASK, model=str(tmp_path / "saved_pipeline"), device="cpu")
     assert_same_answers(reloaded(question=QUESTION, context=SHORT_CONTEXT, top_k=2), expected)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Translation with an encoder-decoder model
-# ----------------------------------------------------------------------------------------------------------------------
-
-SOURCE_TEXTS = ["the cat sat on the mat.", "a happy dog ran to the big house in the garden."]
-
-
-def encoder_decoder(source_tokenizer, target_tokenizer) -> EncoderDecoderModel:
-    """A mini_bert encoder over the source vocabulary and a mini_gpt decoder with cross-attention over the target."""
-    torch.manual_seed(0)
-    encoder = MiniBertModel(
-        MiniBertConfig(
-            vocab_size=len(source_tokenizer),
-            max_position_embeddings=64,
-            pad_token_id=source_tokenizer.pad_token_id,
-            **SIZES,
-        )
-    )
-    decoder = MiniGPTForCausalLM(
-        MiniGPTConfig(
-            vocab_size=len(target_tokenizer),
-            max_position_embeddings=64,
-            add_cross_attention=True,
-            is_decoder=True,
-            pad_token_id=target_tokenizer.pad_token_id,
-            bos_token_id=target_tokenizer.bos_token_id,
-            eos_token_id=target_tokenizer.eos_token_id,
-            **SIZES,
-        )
-    )
-    model = EncoderDecoderModel(encoder=encoder, decoder=decoder).eval()
-    model.config.decoder_start_token_id = target_tokenizer.bos_token_id
-    model.config.pad_token_id = target_tokenizer.pad_token_id
-    return model
-
-
-def reference_translation(model, source_tokenizer, target_tokenizer, text: str, **generate_kwargs) -> str:
-    encoded = source_tokenizer(text, return_tensors="pt")
-    output_ids = model.generate(
-        input_ids=encoded.input_ids,
-        attention_mask=encoded.attention_mask,
-        pad_token_id=target_tokenizer.pad_token_id,
-        **generate_kwargs,
-    )
-    return target_tokenizer.decode(output_ids[0], skip_special_tokens=True)
-
-
-# min_new_tokens: the random decoder would otherwise end the text at once (eos is its favourite first token).
-GENERATION_SETTINGS = [
-    {"max_new_tokens": 6, "min_new_tokens": 4, "do_sample": False},
-    {"max_new_tokens": 7, "min_new_tokens": 4, "num_beams": 3, "do_sample": False},
-]
-
-
-@pytest.mark.parametrize("generate_kwargs", GENERATION_SETTINGS, ids=["greedy", "beam-search"])
-def test_translation_with_a_shared_tokenizer_equals_generate(byte_bpe_tokenizer, generate_kwargs):
-    model = encoder_decoder(byte_bpe_tokenizer, byte_bpe_tokenizer)
-    translate = pipeline(TRANSLATION_TASK, model=model, tokenizer=byte_bpe_tokenizer, device="cpu")
-    assert isinstance(translate, Seq2SeqTranslationPipeline)
-    for text in SOURCE_TEXTS:
-        expected = reference_translation(
-            model, byte_bpe_tokenizer, byte_bpe_tokenizer, text, **generate_kwargs
-        )
-        assert expected  # something was generated
-        assert translate(text, **generate_kwargs) == [{"translation_text": expected}]
-
-
-@pytest.mark.parametrize("generate_kwargs", GENERATION_SETTINGS, ids=["greedy", "beam-search"])
-def test_translation_decodes_with_the_target_tokenizer(
-    wordpiece_tokenizer, byte_bpe_tokenizer, generate_kwargs
-):
-    model = encoder_decoder(wordpiece_tokenizer, byte_bpe_tokenizer)
-    translate = pipeline(
-        TRANSLATION_TASK,
-        model=model,
-        tokenizer=wordpiece_tokenizer,
-        decoder_tokenizer=byte_bpe_tokenizer,
-        device="cpu",
-        **generate_kwargs,  # generation parameters given at construction apply to every call
-    )
-    expected = [
-        reference_translation(model, wordpiece_tokenizer, byte_bpe_tokenizer, text, **generate_kwargs)
-        for text in SOURCE_TEXTS
-    ]
-    assert all(expected)
-    assert translate(SOURCE_TEXTS) == [{"translation_text": text} for text in expected]
-    # Batched texts are padded by the source tokenizer; the results stay those of one text at a time.
-    assert translate(SOURCE_TEXTS, batch_size=2) == [{"translation_text": text} for text in expected]
-
-
-def test_translation_returns_every_sequence_asked_for(byte_bpe_tokenizer):
-    model = encoder_decoder(byte_bpe_tokenizer, byte_bpe_tokenizer)
-    translate = pipeline(TRANSLATION_TASK, model=model, tokenizer=byte_bpe_tokenizer, device="cpu")
-    encoded = byte_bpe_tokenizer(SOURCE_TEXTS[0], return_tensors="pt")
-    kwargs = {"max_new_tokens": 5, "min_new_tokens": 3, "num_beams": 3, "num_return_sequences": 2}
-    output_ids = model.generate(**encoded, pad_token_id=byte_bpe_tokenizer.pad_token_id, **kwargs)
-    expected = byte_bpe_tokenizer.batch_decode(output_ids, skip_special_tokens=True)
-
-    assert translate(SOURCE_TEXTS[0], **kwargs) == [{"translation_text": text} for text in expected]
-    both = translate(SOURCE_TEXTS, **kwargs)
-    assert len(both) == 2 and all(len(sequences) == 2 for sequences in both)
-
-
-def test_translation_pipeline_round_trips_through_save_pretrained(
-    wordpiece_tokenizer, byte_bpe_tokenizer, tmp_path
-):
-    model = encoder_decoder(wordpiece_tokenizer, byte_bpe_tokenizer)
-    translate = pipeline(
-        TRANSLATION_TASK,
-        model=model,
-        tokenizer=wordpiece_tokenizer,
-        decoder_tokenizer=byte_bpe_tokenizer,
-        device="cpu",
-    )
-    expected = translate(SOURCE_TEXTS, max_new_tokens=6, min_new_tokens=4)
-    assert all(result["translation_text"] for result in expected)
-
-    translate.save_pretrained(tmp_path)
-    assert (tmp_path / DECODER_TOKENIZER_FOLDER / "tokenizer.json").is_file()
-    reloaded = pipeline(TRANSLATION_TASK, model=str(tmp_path), device="cpu")
-    assert reloaded.tokenizer.get_vocab() == wordpiece_tokenizer.get_vocab()
-    assert reloaded.decoder_tokenizer.get_vocab() == byte_bpe_tokenizer.get_vocab()
-    assert reloaded(SOURCE_TEXTS, max_new_tokens=6, min_new_tokens=4) == expected
-
-
-def test_translation_refuses_a_decoder_only_model(byte_bpe_tokenizer):
-    torch.manual_seed(0)
-    decoder_only = MiniGPTForCausalLM(MiniGPTConfig(vocab_size=len(byte_bpe_tokenizer), **SIZES))
-    with pytest.raises(ValueError, match="encoder-decoder"):
-        Seq2SeqTranslationPipeline(model=decoder_only, tokenizer=byte_bpe_tokenizer, device="cpu")
