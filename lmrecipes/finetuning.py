@@ -38,7 +38,24 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class FinetuneArguments:
+class EarlyStoppingArguments:
+    """When to stop: transformers' EarlyStoppingCallback, for every fine-tuning recipe."""
+
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop after this many evaluations without improvement of metric_for_best_model (accuracy, "
+            "f1, bleu, ...; needs load_best_model_at_end, so the best checkpoint is the one saved)."
+        },
+    )
+    early_stopping_threshold: float = field(
+        default=0.0,
+        metadata={"help": "How much metric_for_best_model must improve to count as an improvement."},
+    )
+
+
+@dataclass
+class FinetuneArguments(EarlyStoppingArguments):
     """Where the model comes from, and when to stop."""
 
     model_name_or_path: str = field(
@@ -51,17 +68,6 @@ class FinetuneArguments:
             "help": "Same architecture and tokenizer as model_name_or_path, random weights: the baseline that "
             "shows what pretraining buys."
         },
-    )
-    early_stopping_patience: int | None = field(
-        default=None,
-        metadata={
-            "help": "Stop after this many evaluations without improvement of metric_for_best_model "
-            "(needs load_best_model_at_end, so the best checkpoint is the one saved)."
-        },
-    )
-    early_stopping_threshold: float = field(
-        default=0.0,
-        metadata={"help": "How much metric_for_best_model must improve to count as an improvement."},
     )
 
     def __post_init__(self) -> None:
@@ -86,7 +92,7 @@ def load_tokenizer(args: FinetuneArguments, **kwargs: Any):
     return AutoTokenizer.from_pretrained(args.model_name_or_path, **kwargs)
 
 
-def early_stopping(args: FinetuneArguments, training_args: TrainingArguments) -> list[TrainerCallback]:
+def early_stopping(args: EarlyStoppingArguments, training_args: TrainingArguments) -> list[TrainerCallback]:
     """transformers' EarlyStoppingCallback when the recipe asks for it, after checking the arguments it needs.
 
     The callback itself only asserts some of them once training starts, and silently does nothing when the metric

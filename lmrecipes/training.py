@@ -115,6 +115,8 @@ def train_evaluate_and_save(
     tokenizer,
     recipe: Mapping[str, Any] | None,
     extra_eval_metrics: Callable[[Trainer], dict[str, float]] | None = None,
+    save_task_outputs: Callable[[Trainer, dict[str, float]], dict[str, float]] | None = None,
+    card_tags: list[str] | None = None,
 ) -> dict[str, float]:
     """The end of every recipe: train (resuming from the last complete checkpoint), save, evaluate, write
     all_results.json and the model card, and push when the recipe asks for it.
@@ -122,6 +124,8 @@ def train_evaluate_and_save(
     With `load_best_model_at_end` the Trainer has reloaded the best checkpoint when training ends, so the saved
     model and the final evaluation are the best checkpoint's. `extra_eval_metrics(trainer)` adds metrics computed on
     the main process after the Trainer's evaluation (pretraining adds the published-unit scores).
+    `save_task_outputs(trainer, metrics)` runs on every process after that, before the card and the push: a task's
+    own outputs (translation: the test split, hypotheses, the target tokenizer); the metrics it returns are added.
     """
     args = trainer.args
     output_dir = Path(args.output_dir)
@@ -153,11 +157,14 @@ def train_evaluate_and_save(
         eval_metrics |= extra_eval_metrics(trainer)
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)  # also merged into all_results.json, with the train metrics
+    metrics = {**train_result.metrics, **eval_metrics}
+    if save_task_outputs is not None:
+        metrics |= save_task_outputs(trainer, metrics)
     if args.should_save:
         tokenizer.save_pretrained(output_dir)
-        build_model_card(output_dir, recipe, repo_id=args.hub_model_id)
+        build_model_card(output_dir, recipe, repo_id=args.hub_model_id, tags=card_tags)
     push_trained_model(trainer)
-    return {**train_result.metrics, **eval_metrics}
+    return metrics
 
 
 def mark_checkpoint_complete(folder: Path) -> None:

@@ -16,26 +16,29 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 from transformers.dynamic_module_utils import custom_object_save
 
 from lmrecipes import data, finetuning
-from lmrecipes.cards import build_model_card
 from lmrecipes.finetuning import FinetuneDataArguments
 from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
 from lmrecipes.recipe import parse_recipe
 from lmrecipes.training import start_run, train_evaluate_and_save
-from lmrecipes.translation import (
-    TRANSLATIONS_FILENAME,
+from lmrecipes.translation.modeling import (
     KeepTargetSpecialTokens,
-    TranslationArguments,
-    TranslationModelArguments,
-    TranslationScorer,
-    TranslationTrainer,
     build_translation_model,
     check_lengths_fit,
     generation_settings,
-    load_pairs,
     load_tokenizers,
-    prepare_split,
     save_tokenizers,
     set_generation_config,
+)
+from lmrecipes.translation.processing import (
+    TranslationArguments,
+    TranslationModelArguments,
+    load_pairs,
+    prepare_split,
+)
+from lmrecipes.translation.scoring import (
+    TRANSLATIONS_FILENAME,
+    TranslationScorer,
+    TranslationTrainer,
     write_translations,
 )
 
@@ -134,44 +137,48 @@ def main(
         callbacks=[KeepTargetSpecialTokens(target_tokenizer), *callbacks],
     )
 
-    ###########################################################
-    # Train, save the model and source tokenizer, evaluate, card
-    ###########################################################
-    metrics = train_evaluate_and_save(trainer, source_tokenizer, recipe)
-    results = {"eval": {**metrics, **{f"eval_{key}": value for key, value in eval_scorer.signatures.items()}}}
-    translations = {"eval": (eval_sources, eval_references, eval_scorer.predictions)}
-
-    ######
-    # Test
-    ######
-    if training_args.do_predict:
-        test_inputs, test_sources, test_references = prepared["test"]
-        trainer.compute_metrics = test_scorer = TranslationScorer(target_tokenizer, test_references)
-        test_metrics = trainer.predict(test_inputs, metric_key_prefix="test").metrics
-        trainer.log_metrics("test", test_metrics)
-        metrics.update(test_metrics)
-        results["test"] = {
-            **test_metrics,
-            **{f"test_{key}": value for key, value in test_scorer.signatures.items()},
+    #######################################################################
+    # After the evaluation: the test split, then everything a run leaves
+    #######################################################################
+    def score_test_and_save_outputs(trainer, metrics: dict[str, float]) -> dict[str, float]:
+        results = {
+            "eval": {**metrics, **{f"eval_{key}": value for key, value in eval_scorer.signatures.items()}}
         }
-        translations["test"] = (test_sources, test_references, test_scorer.predictions)
+        translations = {"eval": (eval_sources, eval_references, eval_scorer.predictions)}
+        test_metrics = {}
+        if training_args.do_predict:
+            test_inputs, test_sources, test_references = prepared["test"]
+            trainer.compute_metrics = test_scorer = TranslationScorer(target_tokenizer, test_references)
+            test_metrics = trainer.predict(test_inputs, metric_key_prefix="test").metrics
+            trainer.log_metrics("test", test_metrics)
+            signatures = {f"test_{key}": value for key, value in test_scorer.signatures.items()}
+            results["test"] = {**test_metrics, **signatures}
+            translations["test"] = (test_sources, test_references, test_scorer.predictions)
+        if training_args.should_save:
+            # Scores with their sacreBLEU signatures, both tokenizers, the families' code (README, "Translation":
+            # why trust_remote_code needs more), and each scored source, reference and hypothesis.
+            for split, split_metrics in results.items():
+                trainer.save_metrics(
+                    split, {k: v for k, v in split_metrics.items() if k.startswith(f"{split}_")}
+                )
+            save_tokenizers(output_dir, source_tokenizer, target_tokenizer)
+            custom_object_save(model.encoder, output_dir)
+            custom_object_save(model.decoder, output_dir)
+            for split, (sources, references, predictions) in translations.items():
+                path = output_dir / TRANSLATIONS_FILENAME.format(split=split)
+                write_translations(path, sources, references, predictions)
+        return test_metrics
 
-    ##############################################################
-    # Scores with their signatures, both tokenizers, code, outputs
-    ##############################################################
-    if training_args.should_save:
-        for split, split_metrics in results.items():
-            trainer.save_metrics(split, {k: v for k, v in split_metrics.items() if k.startswith(f"{split}_")})
-        save_tokenizers(output_dir, source_tokenizer, target_tokenizer)
-        # The families' code next to the weights (README, "Translation": why trust_remote_code needs more).
-        custom_object_save(model.encoder, output_dir)
-        custom_object_save(model.decoder, output_dir)
-        for split, (sources, references, predictions) in translations.items():
-            write_translations(
-                output_dir / TRANSLATIONS_FILENAME.format(split=split), sources, references, predictions
-            )
-        build_model_card(output_dir, recipe, tags=["translation"])  # again: now with the test scores
-    return metrics
+    ###############################################
+    # Train, evaluate, save, write the card, push
+    ###############################################
+    return train_evaluate_and_save(
+        trainer,
+        source_tokenizer,
+        recipe,
+        save_task_outputs=score_test_and_save_outputs,
+        card_tags=["translation"],
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ import os
 
 import pytest
 import torch
-from helpers import DATA_MIRROR, tiny_corpus
+from helpers import DATA_MIRROR, HUB_TOKEN, HUB_USER, tiny_corpus
+from hub_server import FakeHub
+from huggingface_hub import constants
 
 # Nothing in the test suite may reach the Hugging Face Hub: these machines have no route to it, and tests must not
 # depend on the network anyway. The data mirror stands in for the Hub datasets the recipes name.
@@ -33,3 +35,27 @@ def wordpiece_tokenizer():
     from lmrecipes.tokenization import train_tokenizer
 
     return train_tokenizer(tiny_corpus(), kind="wordpiece", vocab_size=200, model_max_length=64)
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """A fake Hub that knows HUB_TOKEN as HUB_USER's, with the client pointed at it and HF_TOKEN set."""
+    import transformers.utils.hub
+
+    with FakeHub({HUB_TOKEN: HUB_USER}, root=tmp_path / "fake-hub") as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}"
+        )
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # the suite runs offline (above)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+        # No login on this machine: only HF_TOKEN counts.
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-login" / "token"))
+        monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-login" / "stored_tokens"))
+        for name in ("HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
+        # The Trainer keeps one HfApi for the process; make it build a fresh one for this endpoint.
+        monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)
+        yield hub

@@ -33,6 +33,7 @@ def script_main(script: str) -> Callable:
     path = REPO_ROOT / "scripts" / f"{script}.py"
     spec = importlib.util.spec_from_file_location(f"scripts.{script}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as for any import (dataclasses look their module up there)
     spec.loader.exec_module(module)
     return module.main
 
@@ -65,6 +66,11 @@ def accelerate_launch(
         raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return result
 
+
+# The one account of the fake Hub (tests/hub_server.py) and its token, shaped like a real one so that scrubbing by
+# pattern is exercised.
+HUB_USER = "alice"
+HUB_TOKEN = "hf_lmrecipesTestToken0123456789abcdef"
 
 # The sizes of the tiny attention models the pipeline tests build.
 TINY_SIZES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 37}

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hub_server import FakeHub
-from huggingface_hub import ModelCard, constants
+from helpers import HUB_TOKEN as TOKEN
+from helpers import HUB_USER as USER
+from huggingface_hub import ModelCard
 from huggingface_hub.errors import HfHubHTTPError
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
@@ -39,10 +40,6 @@ from lmrecipes.models.mini_gpt import MiniGPTConfig, MiniGPTForCausalLM
 from lmrecipes.secrets import reject_token_fields
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-USER = "alice"
-TOKEN = (
-    "hf_lmrecipesTestToken0123456789abcdef"  # shaped like a real token, so scrubbing by pattern is exercised
-)
 PROMPT = "the cat sat on the mat"
 RECIPE = {
     "model_type": "mini_gpt",
@@ -109,30 +106,6 @@ with open(f"{out_dir}/report.json", "w") as f:
 
 
 # --------------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def fake_hub(monkeypatch, tmp_path):
-    """A fake Hub that knows TOKEN as alice's, with the client pointed at it and HF_TOKEN set."""
-    import transformers.utils.hub
-
-    with FakeHub({TOKEN: USER}, root=tmp_path / "fake-hub") as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-        monkeypatch.setattr(
-            constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}"
-        )
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest makes the suite offline
-        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-        # No login on this machine: only HF_TOKEN counts.
-        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-login" / "token"))
-        monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-login" / "stored_tokens"))
-        for name in ("HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("HF_TOKEN", TOKEN)
-        # The Trainer keeps one HfApi for the process; make it build a fresh one for this endpoint.
-        monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)
-        yield hub
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.utils import ModelOutput
 
 from lmrecipes.pipelines.common import save_model_and_tokenizers
-from lmrecipes.translation import DECODER_TOKENIZER_FOLDER
+from lmrecipes.translation.modeling import DECODER_TOKENIZER_FOLDER
 
 TRANSLATION_TASK = "seq2seq-translation"
 

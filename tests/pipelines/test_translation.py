@@ -11,7 +11,7 @@ from lmrecipes.models.mini_bert import MiniBertConfig, MiniBertModel
 from lmrecipes.models.mini_gpt import MiniGPTConfig, MiniGPTForCausalLM
 from lmrecipes.pipelines import register_pipelines
 from lmrecipes.pipelines.translation import TRANSLATION_TASK, Seq2SeqTranslationPipeline
-from lmrecipes.translation import DECODER_TOKENIZER_FOLDER
+from lmrecipes.translation.modeling import DECODER_TOKENIZER_FOLDER
 
 register_pipelines()  # idempotent; `import lmrecipes` does it too (test_registration.py)
 

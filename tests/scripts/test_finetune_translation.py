@@ -32,21 +32,22 @@ from lmrecipes.finetuning import FinetuneDataArguments
 from lmrecipes.pipelines import register_pipelines
 from lmrecipes.pipelines.translation import TRANSLATION_TASK
 from lmrecipes.recipe import load_recipe, parse_recipe
-from lmrecipes.translation import (
+from lmrecipes.translation.modeling import (
     DECODER_TOKENIZER_FOLDER,
-    TranslationArguments,
-    TranslationModelArguments,
-    TranslationScorer,
     build_translation_model,
     check_lengths_fit,
-    decode_generated,
     generation_settings,
-    load_pairs,
     load_saved_tokenizers,
     load_tokenizers,
+)
+from lmrecipes.translation.processing import (
+    TranslationArguments,
+    TranslationModelArguments,
+    load_pairs,
     prepare_split,
     target_label_ids,
 )
+from lmrecipes.translation.scoring import TranslationScorer, decode_generated
 
 finetune_translation = script_main("finetune_translation")
 
@@ -71,16 +72,6 @@ def tiny_from_scratch(**overrides) -> TranslationModelArguments:
 
 
 # --------------------------------------------------------------------------------------------- end to end
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Train in this process on one thread, as the scripts do through tests/launch.py: on 2 shared cores, two
-    threads mostly wait on each other (a tiny pretraining run takes several times longer)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
