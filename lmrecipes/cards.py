@@ -215,9 +215,11 @@ def _encoder_decoder_load(repo_id: str, config: Mapping[str, Any], separate_targ
     sub_models = []
     for side, auto_class in (("encoder", "AutoModel"), ("decoder", "AutoModelForCausalLM")):
         family = config[side]["model_type"]
-        heads = FAMILIES[family].heads
-        model_class = next(model.__name__ for auto, model in heads.items() if auto.__name__ == auto_class)
-        sub_models.append((family, FAMILIES[family].config_class.__name__, model_class, auto_class))
+        record = FAMILIES[family]
+        model_class = next(
+            model.__name__ for auto, model in record.heads.items() if auto.__name__ == auto_class
+        )
+        sub_models.append((family, record.config_class.__name__, model_class, auto_class))
     listed = "[\n    " + ",\n    ".join(f'("{f}", "{c}", "{m}", {a})' for f, c, m, a in sub_models) + ",\n]"
     return USAGE_LOAD_ENCODER_DECODER.format(
         auto_classes=", ".join(sorted({a for *_, a in sub_models})),

@@ -33,6 +33,7 @@ from transformers.trainer_utils import IntervalStrategy
 
 from lmrecipes import data
 from lmrecipes.families import complete_auto_map
+from lmrecipes.modeling import max_positions
 
 logger = logging.getLogger(__name__)
 
@@ -241,6 +242,6 @@ def check_max_seq_length(max_seq_length: int, config: PretrainedConfig) -> None:
     data.check_length_fits(
         "max_seq_length",
         max_seq_length,
-        getattr(config, "max_position_embeddings", None),  # None: recurrent models have no limit
+        max_positions(config),
         hint="lower max_seq_length (long texts are then truncated or cut into windows).",
     )

@@ -219,7 +219,6 @@ def push_output_dir(
     recipe, results and trainer state (so its usage snippet names the repo it is in); a README.md without the
     `lmrecipes` tag is the user's own and is pushed as it is. `revision` is the branch to commit to (default main).
     """
-
     folder = Path(output_dir)
     token = resolve_hub_token()  # before any request: a push without a token never reaches the Hub
     require_self_contained(folder)
@@ -296,7 +295,6 @@ class HubPushMixin:
         super()._push_from_checkpoint(checkpoint_folder)
 
     def create_model_card(self, **kwargs: Any) -> None:
-
         if self.is_world_process_zero():
             output_dir = Path(self.args.output_dir)
             recipe, results = cards.load_recipe(output_dir), cards.load_results(output_dir)

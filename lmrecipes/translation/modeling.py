@@ -23,7 +23,7 @@ from transformers import (
 
 from lmrecipes import data
 from lmrecipes.families import FAMILIES, complete_auto_map
-from lmrecipes.modeling import ModelArguments, build_config
+from lmrecipes.modeling import ModelArguments, build_config, max_positions
 from lmrecipes.tokenization import train_tokenizer
 from lmrecipes.translation.processing import TranslationArguments, TranslationModelArguments
 
@@ -270,8 +270,8 @@ def check_lengths_fit(
     model: EncoderDecoderModel, task_args: TranslationArguments, generation_max_length: int
 ) -> None:
     """Fail before training if a kept pair or a generated translation would overrun a position table."""
-    encoder_positions = getattr(model.config.encoder, "max_position_embeddings", None)
-    decoder_positions = getattr(model.config.decoder, "max_position_embeddings", None)
+    encoder_positions = max_positions(model.config.encoder)
+    decoder_positions = max_positions(model.config.decoder)
     data.check_length_fits(
         "max_source_length", task_args.max_source_length, encoder_positions, part="encoder"
     )
