@@ -228,20 +228,15 @@ def rank_answer_spans(
     """
     candidates = []
     for window, offsets in enumerate(offset_mappings):
-        window_start_logits = np.asarray(start_logits[window])
-        window_end_logits = np.asarray(end_logits[window])
-        # Logits may be longer than the window (Trainer pads them across batches): only tokens with an
-        # offset entry exist, and only context tokens have a non-None one.
+        # Logits are longer than the window where its batch was padded (and the Trainer pads them across
+        # batches): only the window's own tokens take n-best places, so the ranking does not depend on the batch.
+        window_start_logits = np.asarray(start_logits[window])[: len(offsets)]
+        window_end_logits = np.asarray(end_logits[window])[: len(offsets)]
         top_starts = np.argsort(window_start_logits)[::-1][:n_best_size]
         top_ends = np.argsort(window_end_logits)[::-1][:n_best_size]
         for start in top_starts:
             for end in top_ends:
-                if (
-                    start >= len(offsets)
-                    or end >= len(offsets)
-                    or offsets[start] is None
-                    or offsets[end] is None
-                ):
+                if offsets[start] is None or offsets[end] is None:  # only context tokens have offsets
                     continue
                 if end < start or end - start + 1 > max_answer_length:
                     continue

@@ -14,6 +14,7 @@ from lmrecipes.question_answering import (
     postprocess_qa_predictions,
     prepare_eval_features,
     prepare_train_features,
+    rank_answer_spans,
     squad_metric_inputs,
 )
 from lmrecipes.tokenization import train_tokenizer
@@ -297,3 +298,14 @@ def test_real_squad_rows_go_through_the_pipeline():
     predictions = postprocess_qa_predictions(examples, evaluation, start_logits, end_logits)
     for example in examples:
         assert example["answers"]["text"][0].lower() in predictions[example["id"]].lower()
+
+
+def test_padding_of_a_batch_does_not_change_the_ranked_spans():
+    """Logits come padded to the batch's longest window; the padding's logits must not take n-best places."""
+    offsets = [None, (0, 3), (4, 7), (8, 12)]  # [CLS] and three context tokens
+    start_logits, end_logits = [0.0, 2.0, 1.0, 0.5], [0.0, 0.5, 3.0, 1.0]
+    alone = rank_answer_spans([offsets], [start_logits], [end_logits], n_best_size=2)
+    padding = [9.0, 9.0, 9.0]  # what the model happens to give padded positions
+    padded = rank_answer_spans([offsets], [start_logits + padding], [end_logits + padding], n_best_size=2)
+    assert alone and (alone[0].start_char, alone[0].end_char) == (0, 7)
+    assert padded == alone
