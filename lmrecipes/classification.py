@@ -133,7 +133,7 @@ def _class_id(value: Any, names: Sequence[str]) -> int | None:
 def bad_example_checks(
     text_column: str, label_column: str, names: Sequence[str]
 ) -> dict[str, Callable[[dict], bool]]:
-    """finetuning.drop_bad_examples checks for a classification row: each is True for a row to drop."""
+    """data.drop_bad_examples checks for a classification row: each is True for a row to drop."""
     return {
         "empty text": lambda row: not isinstance(row[text_column], str) or not row[text_column].strip(),
         "missing label": lambda row: _plain_label(row[label_column]) is None,

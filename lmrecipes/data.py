@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import datasets
 import pyarrow
@@ -103,8 +104,13 @@ def resolve_dataset(name: str) -> str:
 
 
 @dataclass
-class DataArguments:
-    """Which text to train on and how to cut it into blocks (command line flags via HfArgumentParser)."""
+class DatasetArguments:
+    """Where a recipe's data comes from: a Hub dataset (read through the data mirror) or local files.
+
+    The base of every task's data arguments; a task adds its own fields and the file formats it reads.
+    """
+
+    FILE_BUILDERS: ClassVar[Mapping[str, str]] = FILE_BUILDERS
 
     dataset_name: str | None = field(
         default=None,
@@ -120,15 +126,81 @@ class DataArguments:
     train_file: str | None = field(
         default=None,
         metadata={
-            "help": "Local training file (.txt, .json/.jsonl, .csv or .parquet) instead of dataset_name."
+            "help": "Local training file instead of dataset_name: .json/.jsonl, .csv or .parquet (and .txt for "
+            "language modelling)."
         },
     )
     validation_file: str | None = field(
         default=None, metadata={"help": "Local evaluation file, same format as train_file."}
     )
-    text_column: str = field(default="text", metadata={"help": "Column holding the text."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
-    eval_split: str = field(default="validation", metadata={"help": "Split to evaluate on."})
+    eval_split: str = field(
+        default="validation",
+        metadata={
+            "help": "Split to evaluate on (a task needs labels there: SST-2's test labels are all -1)."
+        },
+    )
+    max_train_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train on at most N examples (quick runs): N rows chosen at random (seeded by `seed`) for a "
+            "task, the first N packed blocks for language modelling (a stream has no random access)."
+        },
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate on at most N examples, chosen as for max_train_samples."}
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None,
+        metadata={"help": "Processes for tokenizing a map-style dataset (ignored when streaming)."},
+    )
+    overwrite_cache: bool = field(
+        default=False, metadata={"help": "Re-tokenize instead of reusing the cached map-style result."}
+    )
+
+    def __post_init__(self) -> None:
+        check_data_source(self, self.FILE_BUILDERS)
+        for name in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 when given, got {value}.")
+
+    def describe(self) -> str:
+        if self.dataset_name is None:
+            return "local files " + ", ".join(p for p in (self.train_file, self.validation_file) if p)
+        config = f" (config {self.dataset_config_name!r})" if self.dataset_config_name else ""
+        return f"dataset {self.dataset_name!r}{config}"
+
+    def load_split(self, split: str, *, streaming: bool = False) -> Dataset | IterableDataset:
+        """One split: the Hub dataset (through the mirror), or the local file given for that split."""
+        if self.dataset_name is not None:
+            return load_hub_dataset(self.dataset_name, self.dataset_config_name, split, streaming=streaming)
+        files = {self.train_split: self.train_file, self.eval_split: self.validation_file}
+        files = {name: path for name, path in files.items() if path is not None}
+        if split not in files:
+            flag = {self.train_split: "train_file", self.eval_split: "validation_file"}.get(split)
+            hint = f"set {flag}" if flag else f"local files only give the splits {sorted(files)}"
+            raise ValueError(f"No local file for split {split!r}: {hint}.")
+        return load_data_file(files[split], split, self.FILE_BUILDERS, streaming=streaming)
+
+
+def load_data_file(
+    path: str, split: str, file_builders: Mapping[str, str], *, streaming: bool = False
+) -> Dataset | IterableDataset:
+    """A local file as one split, read by the `datasets` builder its extension names."""
+    builder = file_builders[os.path.splitext(path)[1].lower()]
+    # Plain text: keep each line's "\n" so documents read on across lines (see build_lm_dataset on separators).
+    builder_kwargs = {"keep_linebreaks": True} if builder == "text" else {}
+    return datasets.load_dataset(
+        builder, data_files={split: path}, split=split, streaming=streaming, **builder_kwargs
+    )
+
+
+@dataclass
+class DataArguments(DatasetArguments):
+    """Which text to pretrain on and how to cut it into blocks (command line flags via HfArgumentParser)."""
+
+    text_column: str = field(default="text", metadata={"help": "Column holding the text."})
     streaming: bool = field(
         default=False,
         metadata={
@@ -146,60 +218,17 @@ class DataArguments:
             "help": "Tokens per training block (sequence length); at most the model's maximum positions."
         },
     )
-    max_train_samples: int | None = field(
-        default=None, metadata={"help": "Keep only the first N training blocks (quick runs, debugging)."}
-    )
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Keep only the first N evaluation blocks."}
-    )
-    preprocessing_num_workers: int | None = field(
-        default=None,
-        metadata={"help": "Processes for tokenizing a map-style dataset (ignored when streaming)."},
-    )
-    overwrite_cache: bool = field(
-        default=False, metadata={"help": "Re-tokenize instead of reusing the cached map-style result."}
-    )
 
     def __post_init__(self) -> None:
-        check_data_source(self, FILE_BUILDERS)
+        super().__post_init__()
         if self.block_size < 2:
             raise ValueError(f"block_size must be >= 2, got {self.block_size}.")
         if self.shuffle_buffer_size < 1:
             raise ValueError(f"shuffle_buffer_size must be >= 1, got {self.shuffle_buffer_size}.")
-        for name in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 when given, got {value}.")
         if self.streaming and self.preprocessing_num_workers is not None:
             logger.warning(
                 "preprocessing_num_workers is ignored when streaming (tokenization happens on the fly)."
             )
-
-
-def _describe(args: DataArguments) -> str:
-    if args.dataset_name is None:
-        return "local files " + ", ".join(p for p in (args.train_file, args.validation_file) if p)
-    config = f" (config {args.dataset_config_name!r})" if args.dataset_config_name else ""
-    return f"dataset {args.dataset_name!r}{config}"
-
-
-def _load_from_files(args: DataArguments, split: str) -> Dataset | IterableDataset:
-    data_files = {args.train_split: args.train_file, args.eval_split: args.validation_file}
-    data_files = {name: path for name, path in data_files.items() if path is not None}
-    if split not in data_files:
-        flag = {args.train_split: "train_file", args.eval_split: "validation_file"}.get(split)
-        hint = f"set {flag}" if flag else f"local files only give the splits {sorted(data_files)}"
-        raise ValueError(f"No local file for split {split!r}: {hint}.")
-    builder = FILE_BUILDERS[os.path.splitext(next(iter(data_files.values())))[1].lower()]
-    # Plain text: keep each line's "\n" so documents read on across lines (see build_lm_dataset on separators).
-    builder_kwargs = {"keep_linebreaks": True} if builder == "text" else {}
-    return datasets.load_dataset(
-        builder, data_files=data_files, split=split, streaming=args.streaming, **builder_kwargs
-    )
-
-
-def _load_from_hub_or_mirror(args: DataArguments, split: str) -> Dataset | IterableDataset:
-    return load_hub_dataset(args.dataset_name, args.dataset_config_name, split, streaming=args.streaming)
 
 
 def load_hub_dataset(
@@ -297,11 +326,8 @@ def load_text_dataset(args: DataArguments, split: str) -> Dataset | IterableData
     Raises a clear error, before any training, for a missing dataset or file, an unknown config or split, a missing
     or non-text `text_column`, or a corpus without any non-empty text.
     """
-    if args.dataset_name is not None:
-        dataset = _load_from_hub_or_mirror(args, split)
-    else:
-        dataset = _load_from_files(args, split)
-    description = f"{_describe(args)}, split {split!r}"
+    dataset = args.load_split(split, streaming=args.streaming)
+    description = f"{args.describe()}, split {split!r}"
     _check_text_column(dataset, args.text_column, description)
     _check_has_text(dataset, args.text_column, description)
     return dataset
@@ -359,6 +385,27 @@ def _document_separator_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
     return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
 
 
+SeparateRows = Literal["auto", "always", "never"]
+
+
+def tokenize_rows(
+    texts: Sequence[str | None], tokenizer: PreTrainedTokenizerBase, separate_rows: SeparateRows = "auto"
+) -> list[list[int]]:
+    """Each row's token ids (no special tokens), with the document separator after the rows that end a document.
+
+    The one home of the separator rule (see build_lm_dataset): training packs these ids, evaluation scores them.
+    """
+    texts = [text or "" for text in texts]
+    # verbose=False: rows longer than model_max_length are fine, packing and scoring cut them into windows.
+    token_ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+    separator_id = _document_separator_id(tokenizer) if separate_rows != "never" else None
+    if separator_id is not None:
+        for text, ids in zip(texts, token_ids, strict=True):
+            if text and (separate_rows == "always" or not text.endswith("\n")):
+                ids.append(separator_id)
+    return token_ids
+
+
 def _special_tokens_around_text(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
     """The ids the tokenizer's post-processor puts before and after a single text (WordPiece: [CLS], [SEP]).
 
@@ -380,7 +427,7 @@ def build_lm_dataset(
     text_column: str = "text",
     *,
     model_max_positions: int | None = None,
-    separate_rows: Literal["auto", "always", "never"] = "auto",
+    separate_rows: SeparateRows = "auto",
     batch_size: int = PACKING_BATCH_SIZE,
     num_proc: int | None = None,
     load_from_cache_file: bool = True,
@@ -422,19 +469,11 @@ def build_lm_dataset(
             f"{len(prefix_ids) + len(suffix_ids)} special tokens around each block."
         )
     _check_text_column(dataset, text_column, "The dataset")
-    separator_id = _document_separator_id(tokenizer) if separate_rows != "never" else None
-    if separate_rows == "always" and separator_id is None:
+    if separate_rows == "always" and _document_separator_id(tokenizer) is None:
         raise ValueError("separate_rows='always' needs a tokenizer with an eos or sep token.")
 
     def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[list[int]]]:
-        texts = [text or "" for text in batch[text_column]]
-        # verbose=False: rows longer than model_max_length are fine here, they are cut into blocks below.
-        token_ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-        if separator_id is not None:
-            for text, ids in zip(texts, token_ids, strict=True):
-                if text and (separate_rows == "always" or not text.endswith("\n")):
-                    ids.append(separator_id)
-        return {"input_ids": token_ids}
+        return {"input_ids": tokenize_rows(batch[text_column], tokenizer, separate_rows)}
 
     def group_into_blocks(batch: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
         concatenated = list(chain.from_iterable(batch["input_ids"]))
@@ -498,7 +537,7 @@ def prepare_lm_dataset(
     if isinstance(blocks, Dataset):
         if len(blocks) == 0:
             raise ValueError(
-                f"{_describe(args)}, split {split!r} is shorter than one block of {args.block_size} tokens."
+                f"{args.describe()}, split {split!r} is shorter than one block of {args.block_size} tokens."
             )
         if max_samples is not None:
             blocks = blocks.select(range(min(max_samples, len(blocks))))
@@ -547,6 +586,58 @@ def lm_data_collator(
             seed=seed,
         )
     raise ValueError(f"Unknown objective {objective!r}; expected 'causal' or 'masked'.")
+
+
+def drop_flagged_rows(
+    dataset: Dataset,
+    reasons: Sequence[str | None],
+    description: str,
+    *,
+    row_ids: Sequence[Any] | None = None,
+) -> Dataset:
+    """Drop the rows whose reason is not None, log one line counting them by reason, fail if none are left.
+
+    The one row filter of every task: run it before training, so no bad row crashes a run mid-epoch. `row_ids`
+    (e.g. SQuAD's `id` column) names the first dropped rows in the log line.
+    """
+    counts = Counter(reason for reason in reasons if reason)
+    skipped = sum(counts.values())
+    if skipped:
+        summary = ", ".join(f"{count} {reason}" for reason, count in counts.most_common())
+        message = f"{description}: skipped {skipped} of {len(dataset)} examples ({summary})"
+        if row_ids is not None:
+            first = [row_id for row_id, reason in zip(row_ids, reasons, strict=True) if reason][:5]
+            message += f"; first dropped ids {first}"
+        logger.warning("%s", message)
+    else:
+        logger.info("%s: all %d examples usable", description, len(dataset))
+    if skipped == len(dataset):
+        raise ValueError(f"{description}: no usable example left after skipping {skipped} ({dict(counts)})")
+    return dataset.select([i for i, reason in enumerate(reasons) if not reason]) if skipped else dataset
+
+
+def drop_bad_examples(
+    dataset: Dataset, checks: Mapping[str, Callable[[dict[str, Any]], bool]], description: str
+) -> Dataset:
+    """`drop_flagged_rows` with each row's reason found by `checks`: reason -> predicate True for a BAD row.
+
+    The first reason that applies is the one counted.
+    """
+    # A plain loop rather than Dataset.filter: filter may run in worker processes (num_proc) or be served from
+    # the cache, and the reasons would then be lost.
+    reasons = [next((reason for reason, is_bad in checks.items() if is_bad(row)), None) for row in dataset]
+    return drop_flagged_rows(dataset, reasons, description)
+
+
+def take_samples(dataset: Dataset, max_samples: int | None, seed: int) -> Dataset:
+    """`max_samples` rows chosen at random (seeded), or all of them.
+
+    At random, not the first ones: some datasets are sorted by label (IMDB: all negative reviews, then all
+    positive), so the first rows would hold a single class.
+    """
+    if max_samples is None or max_samples >= len(dataset):
+        return dataset
+    return dataset.shuffle(seed=seed).select(range(max_samples))
 
 
 def batch_iterator(

@@ -1,39 +1,9 @@
 """Language-model scores in the units papers publish, whatever the tokenizer: word-level perplexity on WikiText-2
 and PTB, bits per character on Tiny Shakespeare.
 
-The Trainer's `eval_perplexity` is per token of *our* tokenizer, over packed blocks that start without context and
-drop each batch's remainder, so it cannot be compared with published numbers. Here the whole official split is
-scored as one stream, every token exactly once, and the total negative log-likelihood (NLL) is divided by a count
-that does not depend on the tokenizer:
-
-    word_ppl = exp(total NLL / (words + lines))   # WikiText-2, PTB: the classic word-level setup
-    bpc      = total NLL / ln(2) / characters       # Tiny Shakespeare
-    token_ppl = exp(total NLL / tokens)             # our tokenizer's own unit, for reference
-
-How the split becomes a stream (exactly as `lmrecipes.data.build_lm_dataset` joins rows for training): each row is
-tokenized without special tokens; the eos token is appended after a row that does not end with "\\n" (PTB
-sentences, whole documents); rows ending in "\\n" (WikiText lines, Tiny Shakespeare's single row) are joined as they
-are; empty rows add nothing. The eos (= bos) token is then prepended as the context of the first token, so every
-token of the stream, separators included, is predicted and counted once.
-
-How the stream is scored:
-- models with a position limit (mini_gpt): a sliding window of `max_position_embeddings` tokens moved by `stride`
-  (default: half the window). The first window scores all its tokens; each later one scores only its last `stride`
-  tokens, so every token is scored once with between `window - stride + 1` and `window` tokens of context.
-- recurrent models (lstm_lm, `_is_stateful`): chunks of `tokens_per_forward` tokens carrying the recurrent state from one
-  chunk to the next, which equals one forward over the whole stream: every token sees the entire text before it.
-
-Counting conventions (how the classic numbers were counted, e.g. pytorch/examples word_language_model, AWD-LSTM:
-Merity et al. WikiText-2 test 65.8, PTB test 57.3; Zaremba et al. PTB test 78.4):
-- words: whitespace-separated tokens of each row (`len(row.split())`; the text is already tokenized, `<unk>` is one
-  word);
-- lines: one end-of-line token (`<eos>`) per line of the original file. Each row of these datasets is one line:
-  a WikiText row holds one line with its "\\n", and an empty WikiText row is a blank line of the file (it still
-  got an `<eos>` in the classic setup); a PTB row is one sentence line. So lines = rows, empty rows included. This
-  gives the official token counts: WikiText-2 validation 217,646 and test 245,569, PTB validation 73,760 and test
-  82,430. (Our stream leaves blank WikiText lines out, as training does; they carry no information, their
-  position being fixed by the headings and paragraphs around them.)
-- characters: `len(row)` summed over rows (Tiny Shakespeare validation: 111,540); separators are not characters.
+The whole official split is scored as one stream, every token once, and the total NLL is divided by a count that
+does not depend on the tokenizer (words + lines, or characters). docs/scoring.md gives the windowing and the
+counting conventions that make the figures comparable with the literature.
 """
 
 from __future__ import annotations
@@ -105,21 +75,13 @@ def published_benchmark(
 def tokenize_as_stream(
     texts: Iterable[str], tokenizer: PreTrainedTokenizerBase, batch_size: int = data.PACKING_BATCH_SIZE
 ) -> list[int]:
-    """The split as one list of token ids, rows joined exactly as `data.build_lm_dataset` joins them ("auto").
-
-    `build_lm_dataset` keeps its row tokenizer inside the function, so the rule is restated here; the tests check
-    that the blocks it packs are a prefix of this stream.
-    """
-    separator_id = data._document_separator_id(tokenizer)
+    """The split as one list of token ids, rows joined exactly as `data.build_lm_dataset` joins them ("auto")."""
     stream: list[int] = []
     batch: list[str] = []
 
     def flush() -> None:
-        token_ids = tokenizer(batch, add_special_tokens=False, verbose=False)["input_ids"]
-        for text, ids in zip(batch, token_ids, strict=True):
+        for ids in data.tokenize_rows(batch, tokenizer):
             stream.extend(ids)
-            if text and separator_id is not None and not text.endswith("\n"):
-                stream.append(separator_id)
         batch.clear()
 
     for text in texts:
@@ -367,7 +329,7 @@ def score_texts(
     tokens_per_forward: int = DEFAULT_TOKENS_PER_FORWARD,
     show_progress: bool = False,
 ) -> LMScores:
-    """Score the rows of a split as one stream (see the module docstring) and normalise in `unit`.
+    """Score the rows of a split as one stream (docs/scoring.md) and normalise in `unit`.
 
     `word_ppl` is set for unit "word", `bpc` for unit "char"; `token_ppl` always.
     """

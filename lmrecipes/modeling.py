@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from transformers import (
@@ -23,6 +24,9 @@ _SIZE_FIELDS = (
     "max_position_embeddings",
     "tie_word_embeddings",
 )
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,7 +66,7 @@ class ModelArguments:
         default=False,
         metadata={
             "help": "lstm_lm only: carry the LSTM state across consecutive blocks (truncated BPTT over parallel "
-            "streams of the corpus in order; see lmrecipes/tbptt.py). Needs streaming: false."
+            "streams of the corpus in order; see docs/tbptt.md). Needs streaming: false."
         },
     )
     attn_implementation: str | None = field(
@@ -115,3 +119,25 @@ def build_pretraining_model(model_args: ModelArguments, tokenizer) -> PreTrained
 def max_positions(config: PretrainedConfig) -> int | None:
     """The longest sequence the model accepts; None for recurrent models, which have no limit."""
     return getattr(config, "max_position_embeddings", None)
+
+
+def new_tokens_that_fit(config: PretrainedConfig, prompt_length: int, max_new_tokens: int) -> int:
+    """`max_new_tokens`, lowered so that prompt + generated tokens stay within the position table (a warning says
+    so); an error when the prompt alone fills it. Generation past the table would index out of range."""
+    limit = max_positions(config)
+    if limit is None or prompt_length + max_new_tokens <= limit:
+        return max_new_tokens
+    room = limit - prompt_length
+    if room < 1:
+        raise ValueError(
+            f"the prompt has {prompt_length} tokens but the model's max_position_embeddings is {limit}: "
+            "nothing can be generated after it; shorten the prompt."
+        )
+    logger.warning(
+        "max_new_tokens=%d lowered to %d: prompt (%d tokens) + new tokens must fit max_position_embeddings=%d",
+        max_new_tokens,
+        room,
+        prompt_length,
+        limit,
+    )
+    return room

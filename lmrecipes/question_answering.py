@@ -24,9 +24,11 @@ there are labels) and reports an evaluation loss, and early stopping can use exa
 from __future__ import annotations
 
 import collections
+import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import datasets
@@ -34,7 +36,7 @@ import numpy as np
 from datasets import Dataset
 from transformers import BatchEncoding, EvalPrediction, PreTrainedTokenizerBase
 
-from lmrecipes import finetuning
+from lmrecipes import data
 from lmrecipes.finetuning import FinetuneDataArguments
 from lmrecipes.metrics import load_metric
 
@@ -346,6 +348,7 @@ def filter_squad_examples(
     tokenizer: PreTrainedTokenizerBase | None = None,
     max_seq_length: int | None = None,
     doc_stride: int = 0,
+    description: str = "SQuAD rows",
 ) -> tuple[datasets.Dataset, dict[str, int]]:
     """Check every SQuAD row before tokenization: repair what can be repaired, drop and count the rest.
 
@@ -354,8 +357,9 @@ def filter_squad_examples(
     "relocated", kept). Rows with an empty question or context, no answer, an empty answer text, or an answer
     text that is not in the context are dropped, counted by reason. Given `tokenizer` and `max_seq_length`, rows
     whose question is too long to leave room for a context window (see prepare_train_features) are dropped too,
-    as "question_too_long". Returns (kept rows, counts): the counts have "relocated" and every reason of
-    DROP_REASONS, zeros included.
+    as "question_too_long". The drops go through `data.drop_flagged_rows` (one log line; an error if nothing is
+    left). Returns (kept rows, counts): the counts have "relocated" and every reason of DROP_REASONS, zeros
+    included.
 
     Note: a row whose answer_start points at *another* occurrence of the same text (about 2% of the mirror's
     rebuilt train split) cannot be detected here: the text there is the answer, so it is kept as it is.
@@ -390,20 +394,10 @@ def filter_squad_examples(
     reasons = collections.Counter(checked["_squad_check"])
     counts = {RELOCATED: reasons[RELOCATED], **{reason: reasons[reason] for reason in DROP_REASONS}}
 
-    dropped_ids = [
-        example_id
-        for example_id, reason in zip(checked["id"], checked["_squad_check"], strict=True)
-        if reason in DROP_REASONS
-    ]
-    if dropped_ids or counts[RELOCATED]:
-        logger.warning(
-            "SQuAD check of %d rows: %s. Dropped rows include ids %s.", len(dataset), counts, dropped_ids[:5]
-        )
-    kept = checked.filter(
-        lambda batch: [reason not in DROP_REASONS for reason in batch],
-        input_columns="_squad_check",
-        batched=True,
-    )
+    if counts[RELOCATED]:
+        logger.warning("%s: moved answer_start to the answer text in %d rows", description, counts[RELOCATED])
+    drop_reasons = [reason if reason in DROP_REASONS else None for reason in checked["_squad_check"]]
+    kept = data.drop_flagged_rows(checked, drop_reasons, description, row_ids=checked["id"])
     return kept.remove_columns("_squad_check"), counts
 
 
@@ -462,31 +456,41 @@ def prepare_validation_features(
     return windows
 
 
-def build_compute_metrics(
-    examples: Dataset, features: Dataset, args: QuestionAnsweringArguments
-) -> Callable[[EvalPrediction], dict[str, float]]:
+PREDICTIONS_FILENAME = "predictions.json"
+
+
+class SquadScorer:
     """compute_metrics for the Trainer: official SQuAD exact_match and f1 (0-100) from the per-window logits.
 
-    `examples` are the evaluation rows, `features` their windows in the order the Trainer evaluates them.
+    `examples` are the evaluation rows, `features` their windows in the order the Trainer evaluates them. The
+    answers of the last call stay in `predictions` (question id -> answer text), for `write_predictions`.
     """
-    metric = load_metric("squad")
-    # Read once into Python lists, not from Arrow at every evaluation.
-    examples = examples.select_columns(["id", "context", "answers"]).to_dict()
-    features = features.select_columns(list(POSTPROCESSING_COLUMNS)).to_dict()
 
-    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+    def __init__(self, examples: Dataset, features: Dataset, args: QuestionAnsweringArguments) -> None:
+        self.metric = load_metric("squad")
+        # Read once into Python lists, not from Arrow at every evaluation.
+        self.examples = examples.select_columns(["id", "context", "answers"]).to_dict()
+        self.features = features.select_columns(list(POSTPROCESSING_COLUMNS)).to_dict()
+        self.args = args
+        self.predictions: dict[str, str] = {}
+
+    def __call__(self, prediction: EvalPrediction) -> dict[str, float]:
         start_logits, end_logits = prediction.predictions[:2]
-        answers = postprocess_qa_predictions(
-            examples,
-            features,
+        self.predictions = postprocess_qa_predictions(
+            self.examples,
+            self.features,
             start_logits,
             end_logits,
-            n_best_size=args.n_best_size,
-            max_answer_length=args.max_answer_length,
+            n_best_size=self.args.n_best_size,
+            max_answer_length=self.args.max_answer_length,
         )
-        return metric.compute(**squad_metric_inputs(answers, examples))
+        return self.metric.compute(**squad_metric_inputs(self.predictions, self.examples))
 
-    return compute_metrics
+
+def write_predictions(path: Path, predictions: Mapping[str, str]) -> None:
+    """The official SQuAD v1.1 prediction file: one JSON object, question id -> answer text, which the official
+    evaluate-v1.1.py script scores against the dev set."""
+    path.write_text(json.dumps(dict(predictions), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
 def load_squad_split(
@@ -498,16 +502,14 @@ def load_squad_split(
     seed: int,
 ) -> Dataset:
     """A SQuAD split, sampled, with its unusable rows dropped (counted by reason in one log line)."""
-    dataset = finetuning.load_split(data_args, split)
+    dataset = data_args.load_split(split)
     missing = [column for column in SQUAD_COLUMNS if column not in dataset.column_names]
     if missing:
         raise ValueError(
             f"split {split!r} lacks the SQuAD column(s) {missing}; it has {dataset.column_names} "
             "(expected id, question, context, answers = {text: [...], answer_start: [...]})"
         )
-    dataset = finetuning.take_samples(dataset, max_samples, seed)
-    kept, counts = filter_squad_examples(dataset, tokenizer, args.max_seq_length, args.doc_stride)
-    if len(kept) == 0:
-        reasons = {reason: count for reason, count in counts.items() if count}
-        raise ValueError(f"split {split!r}: no usable example left of {len(dataset)} ({reasons})")
+    dataset = data.take_samples(dataset, max_samples, seed)
+    description = f"{'train' if split == data_args.train_split else 'eval'} split {split!r}"
+    kept, _ = filter_squad_examples(dataset, tokenizer, args.max_seq_length, args.doc_stride, description)
     return kept

@@ -3,6 +3,8 @@
 `scripts/pretrain.py recipes/mini_gpt/tiny.yaml --learning_rate 1e-3` reads the YAML, then lets every command-line
 `--field value` override it. Parsing goes through transformers' `HfArgumentParser`, so types, choices and help texts
 are the dataclasses' own; a field that no dataclass has is an error that names the recipe file and the field.
+`--help` lists every field with the recipe's values as defaults; `--field None` unsets a recipe's field (e.g.
+`--dataset_name None --train_file my.jsonl` switches a Hub recipe to local files).
 """
 
 from __future__ import annotations
@@ -41,7 +43,13 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe file not found: {path}")
-    recipe = yaml.safe_load(path.read_text()) or {}
+    try:
+        recipe = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" line {where.line + 1}" if where is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise RecipeError(f"{path}:{line} not valid YAML: {problem}") from None
     if not isinstance(recipe, dict):
         raise RecipeError(f"{path}: a recipe is a flat mapping of field: value, got {type(recipe).__name__}")
     return recipe
@@ -62,6 +70,12 @@ def parse_recipe(dataclass_types: tuple[type, ...], argv: list[str] | None = Non
     if argv and not argv[0].startswith("-"):
         recipe_path = argv.pop(0)
         recipe = load_recipe(recipe_path)
+    if "-h" in argv or "--help" in argv:
+        # The recipe's values as the defaults shown: what this command would run with.
+        parser.set_defaults(**{key: value for key, value in recipe.items() if key in known})
+        parser.print_help()
+        raise SystemExit(0)
+    argv = _unset_none_overrides(argv, recipe, _fields_defaulting_to_none(dataclass_types))
     overridden = [word[2:].split("=", 1)[0] for word in argv if word.startswith("--")]
     for keys, where, prefix in (
         (recipe, f"{recipe_path}: unknown field", ""),
@@ -81,6 +95,36 @@ def parse_recipe(dataclass_types: tuple[type, ...], argv: list[str] | None = Non
     merged = {**recipe, **{key: _plain(value) for key, value in parsed.items()}}
     reject_token_fields(merged, source=recipe_path or "command line")
     return (*instances, merged)
+
+
+NONE_WORDS = ("None", "none", "null", "~")
+
+
+def _fields_defaulting_to_none(dataclass_types: tuple[type, ...]) -> set[str]:
+    return {
+        field.name
+        for dc in dataclass_types
+        for field in dataclasses.fields(dc)
+        if field.init and field.default is None
+    }
+
+
+def _unset_none_overrides(argv: list[str], recipe: dict[str, Any], nullable: set[str]) -> list[str]:
+    """Drop `--field None` (also `--field=None`) from argv and `field` from the recipe, for fields whose default is
+    None: argparse alone would hand the string 'None' to the dataclass."""
+    kept: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        key, has_value, inline = word[2:].partition("=") if word.startswith("--") else ("", False, "")
+        value = inline if has_value else (argv[index + 1] if index + 1 < len(argv) else None)
+        if key in nullable and value in NONE_WORDS:
+            recipe.pop(key, None)
+            index += 1 if has_value else 2
+            continue
+        kept.append(word)
+        index += 1
+    return kept
 
 
 def _plain(value: Any) -> Any:

@@ -1,62 +1,9 @@
 """Truncated backpropagation through time (TBPTT) for LSTM pretraining: the recurrent state carries across blocks.
 
-By default every training block starts the LSTM from a zero state, so the model never learns to use more context than
-one block. With `truncated_bptt: true` in an `lstm_lm` recipe, training reads the corpus the way the classic
-word-level language models do (Zaremba et al., 2014; the PyTorch word_language_model example's `batchify`): the
-packed blocks are laid out as B parallel streams of contiguous text, batch t holds the t-th block of every stream,
-and each stream's LSTM state at the end of block t (detached from the graph, so gradients stop at the block
-boundary) is the initial state of block t+1.
-
-Layout. The N packed blocks (a map-style dataset, in corpus order) are cut into B streams of S = N // B consecutive
-blocks: stream s is blocks [s*S, (s+1)*S). The last N - B*S blocks (fewer than B) are not used, as in `batchify`.
-`ParallelStreamsSampler` lists the blocks in the order t = 0, 1, ..., S-1, and within each t streams 0, ..., B-1;
-the DataLoader cuts that list into consecutive batches. With N = 12 blocks and B = 4 streams (S = 3):
-
-    stream 0: blocks 0 1 2   stream 1: blocks 3 4 5   stream 2: blocks 6 7 8   stream 3: blocks 9 10 11
-    sampler order: 0 3 6 9 | 1 4 7 10 | 2 5 8 11      (row j of every batch is the next block of stream j)
-
-Batch size and processes. The number of streams is the Trainer's total train batch size,
-    B = per_device_train_batch_size x processes x gradient_accumulation_steps
-(with `accelerator_config.split_batches` per_device_train_batch_size is already the global batch: B = it x
-gradient_accumulation_steps). The DataLoader cuts the sampler's list into batches of per_device_train_batch_size = b,
-and accelerate's `BatchSamplerShard` deals them round-robin: process p of P gets batches p, p + P, p + 2P, ... (with
-`split_batches` or `dispatch_batches`, slice p of each global batch: the same rows). So each run of B consecutive
-positions is one optimizer step (one t), and within it
-    micro-batch k (k < gradient_accumulation_steps) on process p, row j  ->  stream k*P*b + p*b + j.
-Every process reads its own streams, each always in the same row of the same micro-batch slot, block after block, and
-every process gets the same number of full batches (a whole number of optimizer steps), so none waits for another at
-the end of an epoch and no batch is partial. `TBPTTTrainer` keeps one state per micro-batch slot k and feeds
-micro-batch k of step t+1 the state micro-batch k of step t ended with. Data parallelism only (checked with 2 DDP
-processes; FSDP and DeepSpeed shard the data the same way): tensor or context parallelism, which give several
-processes the same rows, is not supported.
-
-Why gradient accumulation adds streams instead of chaining micro-batches. Gradient accumulation is how a run reaches
-a total batch that does not fit in memory, and with this layout it does exactly that: per-device batch b with n
-accumulation steps trains on the same streams, in the same order, with the same updates as per-device batch n*b
-without accumulation (tests/test_tbptt.py checks it). Chaining the micro-batches of a step along the same streams
-instead would give each update GA consecutive chunks of fewer streams, a different (more correlated) batch than the
-total batch size the Trainer reports.
-
-When the state restarts from zeros:
-- at the start of every epoch (the streams wrap from their last block back to their first, unrelated text), as in
-  the classic training loop;
-- after resuming from a checkpoint: the state is not saved in checkpoints, so the first step after the resume starts
-  from zeros like the first step of an epoch (the data position is resumed exactly, the context is not);
-- if a batch ever has a different number of rows than the state (cannot happen with this sampler, a safeguard).
-
-Evaluation reads the evaluation blocks the same way (B = per_device_eval_batch_size x processes, no accumulation)
-and carries the state across them, which is the classic evaluation and the perplexity to compare with the
-literature; the state restarts from zeros at each `evaluate()`. `TBPTTTrainer(..., carry_state_in_eval=False)`
-evaluates every block from a zero state instead, like the plain Trainer (less context, so usually a higher
-perplexity). In both cases the first token of each block is only an input, never a target (the model shifts the
-labels inside a block), so 1 token in block_size is not scored: a small difference from `batchify`, whose targets
-run across chunk boundaries.
-
-Requirements, checked before training by `check_truncated_bptt_arguments` and `TBPTTTrainer`: an `lstm_lm` model, a
-map-style training set (not streaming: a stream has no length to cut into streams, and its shuffle buffer would
-break the corpus order), the training set and evaluation set each at least B blocks, no `DataParallel` (one process
-per device: launch with accelerate or torchrun), and DataLoader batches delivered in order. The blocks are not
-shuffled: each epoch reads the corpus in the same order, as in the classic setup.
+The blocks are laid out as parallel streams of contiguous text (`ParallelStreamsSampler`) and `TBPTTTrainer` feeds
+each micro-batch slot the detached state its previous block ended with, as the classic word-level LMs train.
+docs/tbptt.md explains the layout, how batch size, processes and gradient accumulation map to streams, and when the
+state restarts.
 """
 
 from __future__ import annotations
@@ -151,7 +98,7 @@ class TBPTTTrainer(RecipeTrainer):
     """RecipeTrainer for truncated BPTT: batches are parallel streams of contiguous blocks and the state carries over.
 
     Each micro-batch gets as `cache` the (detached) recurrent state its streams ended the previous step
-    with; see the module docstring for the layout, for several processes and for gradient accumulation.
+    with; see docs/tbptt.md for the layout, for several processes and for gradient accumulation.
     `carry_state_in_eval=False` evaluates each block from a zero state, as the plain Trainer does.
     """
 

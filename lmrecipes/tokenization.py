@@ -18,11 +18,15 @@ special tokens set, so pipelines and collators work on it unchanged.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Literal
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast, TrainingArguments
+
+logger = logging.getLogger(__name__)
 
 TokenizerKind = Literal["byte_bpe", "wordpiece"]
 
@@ -169,3 +173,17 @@ def train_tokenizer(
         clean_up_tokenization_spaces=False,  # the WordPiece decoder already cleans up spaces before punctuation
         **wrapper_kwargs,
     )
+
+
+def reuse_or_train_tokenizer(
+    output_dir: str | Path, training_args: TrainingArguments, train_and_save: Callable[[], None]
+) -> None:
+    """Make sure `output_dir` holds the run's tokenizer: the one an interrupted run saved, else a new one.
+
+    `train_and_save` trains and saves it; the main process does so first, the others wait and then find it saved.
+    """
+    with training_args.main_process_first(desc="training the tokenizer"):
+        if (Path(output_dir) / "tokenizer.json").is_file():
+            logger.info("using the tokenizer an earlier run of this recipe saved in %s", output_dir)
+        else:
+            train_and_save()

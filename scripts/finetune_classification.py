@@ -12,7 +12,7 @@ from typing import Any
 
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, TrainingArguments
 
-from lmrecipes import finetuning
+from lmrecipes import data, finetuning
 from lmrecipes.classification import (
     ClassificationArguments,
     bad_example_checks,
@@ -51,17 +51,17 @@ def main(
         ("train", data_args.train_split, data_args.max_train_samples),
         ("eval", data_args.eval_split, data_args.max_eval_samples),
     ):
-        dataset = finetuning.load_split(data_args, split)
+        dataset = data_args.load_split(split)
         if task_args.text_column not in dataset.column_names:
             raise ValueError(
                 f"split {split!r} has no column {task_args.text_column!r} (text_column); its columns are "
                 f"{dataset.column_names}"
             )
-        dataset = finetuning.take_samples(dataset, max_samples, training_args.seed)
+        dataset = data.take_samples(dataset, max_samples, training_args.seed)
         if name == "train":
             names = class_names(dataset, task_args.label_column)
         checks = bad_example_checks(task_args.text_column, task_args.label_column, names)
-        raw[name] = finetuning.drop_bad_examples(dataset, checks, f"{name} split {split!r}")
+        raw[name] = data.drop_bad_examples(dataset, checks, f"{name} split {split!r}")
     logger.info("%d classes: %s", len(names), names)
 
     ####################

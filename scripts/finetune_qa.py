@@ -4,10 +4,12 @@
         recipes/mini_bert/squad.yaml --model_name_or_path outputs/mini_bert-wikitext2 [--any_field value ...]
 
 Contexts are cut into overlapping windows; at evaluation the best span over a question's windows is its answer,
-scored with the official SQuAD v1.1 exact match and F1.
+scored with the official SQuAD v1.1 exact match and F1; the answers are also written to predictions.json (question
+id -> answer text), the file the official evaluate-v1.1.py script reads.
 """
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, TrainingArguments
@@ -17,11 +19,13 @@ from lmrecipes.finetuning import FinetuneArguments, FinetuneDataArguments
 from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
 from lmrecipes.question_answering import (
     POSTPROCESSING_COLUMNS,
+    PREDICTIONS_FILENAME,
     QuestionAnsweringArguments,
-    build_compute_metrics,
+    SquadScorer,
     load_squad_split,
     prepare_train_features,
     prepare_validation_features,
+    write_predictions,
 )
 from lmrecipes.recipe import parse_recipe
 from lmrecipes.training import RecipeTrainer, start_run, train_evaluate_and_save
@@ -100,6 +104,7 @@ def main(
     #########
     # Trainer: compute_metrics decodes the answers from the windows' logits
     #########
+    scorer = SquadScorer(eval_examples, eval_features, task_args)
     trainer = RecipeTrainer(
         model=model,
         args=training_args,
@@ -107,7 +112,7 @@ def main(
         eval_dataset=eval_features.remove_columns(list(POSTPROCESSING_COLUMNS)),
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=build_compute_metrics(eval_examples, eval_features, task_args),
+        compute_metrics=scorer,
         callbacks=callbacks,
         report_perplexity=False,
     )
@@ -115,7 +120,12 @@ def main(
     ############################################
     # Train, evaluate, save, write the card, push
     ############################################
-    return train_evaluate_and_save(trainer, tokenizer, recipe)
+    def save_predictions(trainer, metrics: dict[str, float]) -> dict[str, float]:
+        if training_args.should_save:  # the final evaluation's answers, for the official scoring script
+            write_predictions(Path(training_args.output_dir) / PREDICTIONS_FILENAME, scorer.predictions)
+        return {}
+
+    return train_evaluate_and_save(trainer, tokenizer, recipe, save_task_outputs=save_predictions)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def main(
         "test": task_args.max_test_samples,
     }
     raw = {
-        name: finetuning.take_samples(
+        name: data.take_samples(
             load_pairs(data_args, task_args, split), max_samples[name], training_args.seed
         )
         for name, split in splits.items()
@@ -165,8 +165,7 @@ def main(
             custom_object_save(model.encoder, output_dir)
             custom_object_save(model.decoder, output_dir)
             for split, (sources, references, predictions) in translations.items():
-                path = output_dir / TRANSLATIONS_FILENAME.format(split=split)
-                write_translations(path, sources, references, predictions)
+                write_translations(output_dir, split, sources, references, predictions)
         return test_metrics
 
     ###############################################

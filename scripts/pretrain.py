@@ -19,10 +19,10 @@ from lmrecipes.data import DataArguments
 from lmrecipes.evaluation import published_metrics
 from lmrecipes.families import FAMILIES
 from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
-from lmrecipes.modeling import ModelArguments, build_pretraining_model, max_positions
+from lmrecipes.modeling import ModelArguments, build_pretraining_model, max_positions, new_tokens_that_fit
 from lmrecipes.recipe import parse_recipe
 from lmrecipes.tbptt import TBPTTTrainer, check_truncated_bptt_arguments
-from lmrecipes.tokenization import train_tokenizer
+from lmrecipes.tokenization import reuse_or_train_tokenizer, train_tokenizer
 from lmrecipes.training import RecipeTrainer, start_run, train_evaluate_and_save
 
 logger = logging.getLogger(__name__)
@@ -54,18 +54,20 @@ def main(
             model_args.tokenizer_name_or_path or model_args.model_name_or_path
         )
     else:
-        with training_args.main_process_first(desc="training the tokenizer"):
-            if not (output_dir / "tokenizer.json").is_file():
-                train_split = data.load_text_dataset(data_args, data_args.train_split)
-                trained = train_tokenizer(
-                    itertools.chain.from_iterable(data.batch_iterator(train_split, data_args.text_column)),
-                    kind=family.tokenizer_kind,
-                    vocab_size=model_args.tokenizer_vocab_size,
-                    model_max_length=data_args.block_size,
-                )
-                trained.save_pretrained(output_dir)
-                logger.info("trained a %d-token tokenizer, saved to %s", len(trained), output_dir)
-            tokenizer = AutoTokenizer.from_pretrained(output_dir)
+
+        def train_and_save() -> None:
+            train_split = data.load_text_dataset(data_args, data_args.train_split)
+            trained = train_tokenizer(
+                itertools.chain.from_iterable(data.batch_iterator(train_split, data_args.text_column)),
+                kind=family.tokenizer_kind,
+                vocab_size=model_args.tokenizer_vocab_size,
+                model_max_length=data_args.block_size,
+            )
+            trained.save_pretrained(output_dir)
+            logger.info("trained a %d-token tokenizer, saved to %s", len(trained), output_dir)
+
+        reuse_or_train_tokenizer(output_dir, training_args, train_and_save)
+        tokenizer = AutoTokenizer.from_pretrained(output_dir)
 
     #######
     # Model
@@ -129,6 +131,9 @@ def sample(output_dir: str | Path, prompt: str, max_new_tokens: int = 60, seed: 
         fill = pipeline("fill-mask", model=str(output_dir), device="cpu")
         return fill(f"{prompt} {tokenizer.mask_token}.", top_k=1)[0]["sequence"]
     generator = pipeline("text-generation", model=str(output_dir), device="cpu")
+    prompt_length = len(tokenizer(prompt)["input_ids"])
+    # Within the position table: a finished training must never fail on its sample.
+    max_new_tokens = new_tokens_that_fit(generator.model.config, prompt_length, max_new_tokens)
     torch.manual_seed(seed)
     generated = generator(prompt, max_new_tokens=max_new_tokens, do_sample=True, top_k=40, temperature=0.8)
     return generated[0]["generated_text"]

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, needs_mirror
 
 
 def test_training_speed_benchmark_times_each_family_against_its_built_in_twin(tmp_path):
@@ -34,3 +34,22 @@ def test_training_speed_benchmark_times_each_family_against_its_built_in_twin(tm
         # the pair does the same arithmetic: equal parameter counts, so tokens/s compare like with like
         assert first["parameters"] == second["parameters"] > 0
         assert first["tokens_per_second"] > 0 and second["tokens_per_second"] > 0
+
+
+@needs_mirror("stanfordnlp/sst2")
+def test_tfidf_baseline_benchmark_scores_and_writes_its_section(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\n## Other\n\nkept\n")
+    command = [
+        sys.executable,
+        "benchmarks/bench_tfidf_baseline.py",
+        *"--tasks sst2 --max_train_samples 2000 --max_eval_samples 200 --update_results true".split(),
+        *("--results_file", str(results)),
+    ]
+    run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = results.read_text()
+    assert "## Other\n\nkept" in text and "## Classic baseline: tf-idf + logistic regression" in text
+    (row,) = [line for line in text.splitlines() if line.startswith("| sst2 ")]
+    accuracy = float(row.split("|")[4])
+    assert 0.6 < accuracy <= 1.0  # 2,000 sentences already separate the two classes well above chance

@@ -83,7 +83,7 @@ def test_each_process_and_micro_batch_reads_its_own_contiguous_streams(
         start = blocks[0]
         assert blocks == list(range(start, start + steps_per_stream)), (process, slot, row)
         assert start % steps_per_stream == 0
-        # The stream number the trainer's per-slot state relies on (module docstring).
+        # The stream number the trainer's per-slot state relies on (docs/tbptt.md).
         stream = slot * processes * per_device_batch + process * per_device_batch + row
         assert start == stream * steps_per_stream
         starts.append(start)

@@ -24,7 +24,7 @@ from transformers import (
 from lmrecipes import data
 from lmrecipes.families import FAMILIES, complete_auto_map
 from lmrecipes.modeling import ModelArguments, build_config, max_positions
-from lmrecipes.tokenization import train_tokenizer
+from lmrecipes.tokenization import reuse_or_train_tokenizer, train_tokenizer
 from lmrecipes.translation.processing import TranslationArguments, TranslationModelArguments
 
 logger = logging.getLogger(__name__)
@@ -113,22 +113,22 @@ def load_tokenizers(
             AutoTokenizer.from_pretrained(model_args.encoder_name_or_path),
             AutoTokenizer.from_pretrained(model_args.decoder_name_or_path),
         )
-    output_dir = Path(training_args.output_dir)
-    with training_args.main_process_first(desc="training the tokenizers"):
-        if not (output_dir / "tokenizer.json").is_file():
-            source, target = train_translation_tokenizers(raw_train, model_args, task_args)
-            save_tokenizers(output_dir, source, target)
-            logger.info(
-                "trained tokenizers on %d training pairs: source %d tokens, target %d tokens%s, saved to %s",
-                len(raw_train),
-                len(source),
-                len(target),
-                " (shared)" if source is target else "",
-                output_dir,
-            )
-        else:
-            logger.info("using the tokenizers an earlier run of this recipe saved in %s", output_dir)
-        return load_saved_tokenizers(output_dir)
+    output_dir = training_args.output_dir
+
+    def train_and_save() -> None:
+        source, target = train_translation_tokenizers(raw_train, model_args, task_args)
+        save_tokenizers(output_dir, source, target)
+        logger.info(
+            "trained tokenizers on %d training pairs: source %d tokens, target %d tokens%s, saved to %s",
+            len(raw_train),
+            len(source),
+            len(target),
+            " (shared)" if source is target else "",
+            output_dir,
+        )
+
+    reuse_or_train_tokenizer(output_dir, training_args, train_and_save)
+    return load_saved_tokenizers(output_dir)
 
 
 def decoder_start_token_id(target_tokenizer: PreTrainedTokenizerBase) -> int:

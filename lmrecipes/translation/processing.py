@@ -9,12 +9,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from datasets import Dataset, load_dataset
+from datasets import Dataset
 from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from lmrecipes import finetuning
+from lmrecipes import data
 from lmrecipes.finetuning import EarlyStoppingArguments, FinetuneDataArguments
 
 logger = logging.getLogger(__name__)
@@ -156,10 +156,9 @@ def load_pairs(data_args: FinetuneDataArguments, task_args: TranslationArguments
     """One split as two columns named by language: from per-language columns (bentrevett/multi30k: en, de) or from
     a `translation` column of {language: text} dicts (wmt, iwslt)."""
     if split == task_args.test_split and task_args.test_file is not None:
-        builder = finetuning.TASK_FILE_BUILDERS[os.path.splitext(task_args.test_file)[1].lower()]
-        dataset = load_dataset(builder, data_files={split: task_args.test_file}, split=split)
+        dataset = data.load_data_file(task_args.test_file, split, data_args.FILE_BUILDERS)
     else:
-        dataset = finetuning.load_split(data_args, split)
+        dataset = data_args.load_split(split)
     languages = [task_args.source_lang, task_args.target_lang]
     columns = dataset.column_names
     if not set(languages) <= set(columns) and "translation" in columns:
@@ -226,7 +225,7 @@ def tokenize_pairs(
 
 
 def bad_pair_checks(task_args: TranslationArguments) -> dict[str, Callable[[dict], bool]]:
-    """finetuning.drop_bad_examples checks for a tokenized pair: each is True for a row to drop."""
+    """data.drop_bad_examples checks for a tokenized pair: each is True for a row to drop."""
 
     def empty(text: Any) -> bool:
         return not isinstance(text, str) or not text.strip()
@@ -260,6 +259,6 @@ def prepare_split(
         num_proc=data_args.preprocessing_num_workers,
         load_from_cache_file=not data_args.overwrite_cache,
     )
-    usable = finetuning.drop_bad_examples(tokenized, bad_pair_checks(task_args), description)
+    usable = data.drop_bad_examples(tokenized, bad_pair_checks(task_args), description)
     inputs = usable.select_columns(["input_ids", "attention_mask", "labels"])
     return inputs, list(usable[task_args.source_lang]), list(usable[task_args.target_lang])

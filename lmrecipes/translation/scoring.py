@@ -25,6 +25,10 @@ from lmrecipes.translation.processing import target_label_ids
 logger = logging.getLogger(__name__)
 
 TRANSLATIONS_FILENAME = "{split}_translations.jsonl"
+# Plain text, one detokenized sentence a line, for the official tools: `sacrebleu test_references.txt -i
+# test_hypotheses.txt` gives the recipe's test_bleu.
+HYPOTHESES_FILENAME = "{split}_hypotheses.txt"
+REFERENCES_FILENAME = "{split}_references.txt"
 
 
 def generated_token_ids(token_ids: np.ndarray, eos_token_id: int) -> list[list[int]]:
@@ -132,9 +136,21 @@ class TranslationTrainer(RecipeSeq2SeqTrainer):
 
 
 def write_translations(
-    path: Path, sources: Sequence[str], references: Sequence[str], predictions: Sequence[str]
+    output_dir: Path,
+    split: str,
+    sources: Sequence[str],
+    references: Sequence[str],
+    predictions: Sequence[str],
 ) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
+    """Each scored row as JSON lines (source, reference, prediction), and the hypotheses and references as
+    plain-text files, one sentence a line, that sacreBLEU's command line scores as the recipe did."""
+    with open(output_dir / TRANSLATIONS_FILENAME.format(split=split), "w", encoding="utf-8") as handle:
         for source, reference, prediction in zip(sources, references, predictions, strict=True):
             line = {"source": source, "reference": reference, "prediction": prediction}
             handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+    for filename, texts in ((HYPOTHESES_FILENAME, predictions), (REFERENCES_FILENAME, references)):
+        # A line break inside a sentence would shift every later line against its reference.
+        lines = (" ".join(text.split("\n")) for text in texts)
+        (output_dir / filename.format(split=split)).write_text(
+            "".join(f"{line}\n" for line in lines), "utf-8"
+        )

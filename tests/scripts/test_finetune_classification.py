@@ -31,7 +31,6 @@ from transformers import (
     pipeline,
 )
 
-from lmrecipes import finetuning
 from lmrecipes.classification import (
     ClassificationArguments,
     bad_example_checks,
@@ -40,11 +39,10 @@ from lmrecipes.classification import (
     combine_windows,
     tokenize_for_classification,
 )
-from lmrecipes.data import load_hub_dataset
+from lmrecipes.data import drop_bad_examples, load_hub_dataset, take_samples
 from lmrecipes.finetuning import (
     FinetuneArguments,
     FinetuneDataArguments,
-    drop_bad_examples,
     early_stopping,
     load_for_finetuning,
 )
@@ -164,8 +162,8 @@ def accuracy_over_reviews(output_dir: Path, arguments) -> tuple[float, int]:
     """The saved model's accuracy on the recipe's evaluation reviews, recomputed window by window; and the number
     of windows."""
     _, data_args, _, training_args = arguments
-    reviews = finetuning.take_samples(
-        finetuning.load_split(data_args, data_args.eval_split), data_args.max_eval_samples, training_args.seed
+    reviews = take_samples(
+        data_args.load_split(data_args.eval_split), data_args.max_eval_samples, training_args.seed
     )
     model = AutoModelForSequenceClassification.from_pretrained(output_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
@@ -234,7 +232,7 @@ def test_bad_rows_are_skipped_with_one_summary_line_each(pretrained, tmp_path, c
     )
     model = ("--model_name_or_path", str(pretrained("mini_bert")))
 
-    with caplog.at_level(logging.WARNING, logger="lmrecipes.finetuning"):
+    with caplog.at_level(logging.WARNING, logger="lmrecipes.data"):
         metrics = run_recipe(
             ARGUMENT_TYPES, finetune_classification, recipe, *model, "--output_dir", str(tmp_path / "out")
         )
@@ -347,7 +345,7 @@ def test_drop_bad_examples_counts_reasons_and_fails_when_nothing_is_left(caplog)
         {"text": ["good", "", "fine", None, "ok"], "label": ["pos", "neg", None, "pos", "meh"]}
     )
     checks = bad_example_checks("text", "label", ["neg", "pos"])
-    with caplog.at_level(logging.WARNING, logger="lmrecipes.finetuning"):
+    with caplog.at_level(logging.WARNING, logger="lmrecipes.data"):
         kept = drop_bad_examples(rows, checks, "toy split")
     assert kept["text"] == ["good"]
     assert [r.getMessage() for r in caplog.records] == [

@@ -99,6 +99,12 @@ def test_squad_recipe_through_accelerate_launch(pretrained_bert, tmp_path):
     assert score["exact_match"] == pytest.approx(results["eval_exact_match"])
     assert score["f1"] == pytest.approx(results["eval_f1"])
 
+    # predictions.json is the official SQuAD v1.1 prediction file of that evaluation: id -> answer text.
+    written = read_json(output_dir / "predictions.json")
+    assert written == predictions
+    rescored = load_metric("squad").compute(**squad_metric_inputs(written, questions))
+    assert rescored["f1"] == pytest.approx(results["eval_f1"])
+
 
 def test_bad_rows_are_dropped_and_an_empty_split_is_an_error(pretrained_bert, tmp_path, caplog):
     good = [
@@ -121,19 +127,22 @@ def test_bad_rows_are_dropped_and_an_empty_split_is_an_error(pretrained_bert, tm
         save_steps=1,
     )
     model = ("--model_name_or_path", str(pretrained_bert))
-    with caplog.at_level(logging.WARNING, logger="lmrecipes.question_answering"):
+    with caplog.at_level(logging.WARNING, logger="lmrecipes.data"):
         metrics = run_recipe(
             ARGUMENT_TYPES, finetune_question_answering, recipe, *model, "--output_dir", str(tmp_path / "out")
         )
     (summary,) = [
-        record.getMessage() for record in caplog.records if "SQuAD check of 6 rows" in record.getMessage()
+        record.getMessage()
+        for record in caplog.records
+        if "train split 'train': skipped" in record.getMessage()
     ]
-    assert "'empty_question': 1" in summary and "'empty_context': 1" in summary
-    assert "'answer_not_in_context': 1" in summary
+    assert summary.startswith("train split 'train': skipped 3 of 6 examples (")
+    assert "1 empty_question" in summary and "1 empty_context" in summary
+    assert "1 answer_not_in_context" in summary and "first dropped ids ['b1', 'b2', 'b3']" in summary
     assert 0.0 <= metrics["eval_f1"] <= 100.0
 
     output_dir = tmp_path / "never"
-    with pytest.raises(ValueError, match=r"split 'train': no usable example left of 3"):
+    with pytest.raises(ValueError, match=r"train split 'train': no usable example left after skipping 3"):
         run_recipe(
             ARGUMENT_TYPES,
             finetune_question_answering,

@@ -131,6 +131,29 @@ def test_tiny_recipe_scores_detokenized_translations(translation_run):
         )
         assert results[f"{split}_bleu_signature"].startswith("nrefs:1|case:mixed")
         assert all(prediction == prediction.strip() for prediction in predictions)
+        # The plain-text files for the official tools: sacrebleu's command line rescoring them gives the same BLEU.
+        hypotheses_file, references_file = (
+            translation_run / f"{split}_{kind}.txt" for kind in ("hypotheses", "references")
+        )
+        assert hypotheses_file.read_text(encoding="utf-8").splitlines() == predictions
+        assert references_file.read_text(encoding="utf-8").splitlines() == references
+        rescored = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sacrebleu",
+                str(references_file),
+                "-i",
+                str(hypotheses_file),
+                "-b",
+                "-w",
+                "4",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert float(rescored.stdout) == pytest.approx(results[f"{split}_bleu"], abs=1e-4)
     card = (translation_run / "README.md").read_text()
     assert "bentrevett/multi30k" in card and "test_bleu" in card
 
@@ -404,7 +427,7 @@ def test_bad_pairs_are_skipped_with_one_summary_line(wordpiece_tokenizer, byte_b
         {"de": "a dog.", "en": "the cat."},
     ]
     dataset = Dataset.from_list(rows)
-    with caplog.at_level(logging.WARNING, logger="lmrecipes.finetuning"):
+    with caplog.at_level(logging.WARNING, logger="lmrecipes.data"):
         inputs, sources, references = prepare_split(
             dataset, wordpiece_tokenizer, byte_bpe_tokenizer, task_args, MULTI30K, "train split 'x'"
         )
