@@ -32,6 +32,8 @@ from typing import Any
 import huggingface_hub
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError
+from transformers.trainer_utils import HubStrategy, SaveStrategy
+from transformers.utils.hub import PushInProgress
 
 from lmrecipes import cards
 from lmrecipes.secrets import scrub_training_args
@@ -280,7 +282,9 @@ def prepare_trainer_push(args: Any) -> None:
 class HubPushMixin:
     """Trainer additions that keep the Trainer's own pushes (`push_to_hub` with any `hub_strategy`) lmrecipes-shaped.
 
-    Mix in before `Trainer`: `class RecipeTrainer(HubPushMixin, Trainer)`. Two gaps of Trainer 5.x are closed:
+    Mix in before `Trainer`: `class RecipeTrainer(HubPushMixin, Trainer)`. Three gaps of Trainer 5.x are closed:
+    - its pushes upload pickles (training_args.bin; optimizer, scheduler and RNG state with hub_strategy
+      checkpoint): only `files_to_push` go;
     - before a checkpoint push, the Trainer copies only weights, config and tokenizer from the checkpoint to the
       output folder it pushes, so the repo root lacks the remote code files until the end of training: they are
       copied too, and every intermediate commit loads with `trust_remote_code=True`;
@@ -288,11 +292,81 @@ class HubPushMixin:
       README.md: the lmrecipes card is written instead, from the files in the output folder.
     """
 
+    # Trainer 5.x uploads whole folders (training_args.bin, and with hub_strategy checkpoint the optimizer,
+    # scheduler and RNG pickles) and has no hook for the files a push takes, so its two push methods are restated
+    # here with lmrecipes' file filter (`files_to_push`): safetensors, JSON, code, tokenizer and card only.
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        if self.is_world_process_zero():
-            for code_file in Path(checkpoint_folder).glob("*.py"):  # what save_pretrained copied for auto_map
-                shutil.copy(code_file, Path(self.args.output_dir) / code_file.name)
-        super()._push_from_checkpoint(checkpoint_folder)
+        args = self.args
+        if not self.is_world_process_zero() or args.hub_strategy == HubStrategy.END:
+            return
+        if (
+            not args.hub_always_push
+            and self.push_in_progress is not None
+            and not self.push_in_progress.is_done()
+        ):
+            return
+        self.callback_handler.on_push_begin(args, self.state, self.control)
+        output_dir = Path(args.output_dir)
+        for relative in files_to_push(checkpoint_folder):  # weights, config, code: no new sync of the weights
+            if "/" not in relative and relative not in ("trainer_state.json", "README.md"):
+                shutil.copy(Path(checkpoint_folder) / relative, output_dir / relative)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        step = f"step {self.state.global_step}" if args.save_strategy == SaveStrategy.STEPS else None
+        message = f"Training in progress, {step or f'epoch {int(self.state.epoch)}'}"
+        jobs = [self._upload_safe_files(output_dir, message, blocking=False)]
+        if args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            path_in_repo = "last-checkpoint" if args.hub_strategy == HubStrategy.CHECKPOINT else None
+            jobs.append(
+                self._upload_safe_files(
+                    Path(checkpoint_folder),
+                    message + ", checkpoint",
+                    blocking=False,
+                    path_in_repo=path_in_repo or Path(checkpoint_folder).name,
+                )
+            )
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress(jobs)
+        else:
+            self.push_in_progress.jobs.extend(jobs)
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        self.create_model_card()
+        self._finish_current_push()
+        return self._upload_safe_files(
+            Path(self.args.output_dir), commit_message, blocking=blocking, token=token, revision=revision
+        )
+
+    def _upload_safe_files(
+        self,
+        folder: Path,
+        commit_message: str | None,
+        *,
+        blocking: bool,
+        path_in_repo: str | None = None,
+        token: str | None = None,
+        revision: str | None = None,
+    ) -> Any:
+        return HfApi().upload_folder(
+            repo_id=self.hub_model_id,
+            folder_path=folder,
+            path_in_repo=path_in_repo,
+            commit_message=commit_message,
+            token=token or self.args.hub_token,
+            run_as_future=not blocking,
+            allow_patterns=files_to_push(folder),
+            revision=revision or self.args.hub_revision,
+        )
 
     def create_model_card(self, **kwargs: Any) -> None:
         if self.is_world_process_zero():

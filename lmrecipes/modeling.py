@@ -82,12 +82,20 @@ class ModelArguments:
 
 
 def build_config(model_args: ModelArguments, tokenizer) -> PretrainedConfig:
-    """A new config of the family, sized by the recipe, with the tokenizer's vocabulary and special tokens."""
+    """A new config of the family, sized by the recipe, with the tokenizer's vocabulary and special tokens.
+
+    With `tokenizer=None`, the vocabulary is the recipe's tokenizer_vocab_size: the sizes can be checked before
+    any tokenizer exists.
+    """
     sizes = {
         name: getattr(model_args, name) for name in _SIZE_FIELDS if getattr(model_args, name) is not None
     }
     if model_args.dropout is not None:
         sizes.update(dict.fromkeys(FAMILIES[model_args.model_type].dropout_fields, model_args.dropout))
+    if tokenizer is None:
+        return AutoConfig.for_model(
+            model_args.model_type, **sizes, vocab_size=model_args.tokenizer_vocab_size
+        )
     special = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
     if FAMILIES[model_args.model_type].objective == "causal":
         special |= {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}

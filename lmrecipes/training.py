@@ -10,6 +10,7 @@ These are small overrides of transformers' `Trainer`, not a training loop of our
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -19,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from transformers import Seq2SeqTrainer, Trainer, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from lmrecipes.cards import build_model_card, save_recipe
+from lmrecipes.cards import RECIPE_FILENAME, build_model_card, load_recipe, save_recipe
 from lmrecipes.hub import HubPushMixin, prepare_trainer_push, push_trained_model
 from lmrecipes.launch import check_world_size
+from lmrecipes.secrets import scrub_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -98,16 +101,102 @@ class RecipeSeq2SeqTrainer(HubPushMixin, SafeTrainingMixin, Seq2SeqTrainer):
     """The Seq2SeqTrainer of the translation script (token-level perplexity of the target is logged)."""
 
 
-def start_run(training_args, recipe: Mapping[str, Any] | None) -> None:
-    """The start of every recipe, before any data or model work: launch checks, seed, Hub token.
+# Recipe fields that change how a run is watched or published, not what it trains: a resume may change them.
+RUN_SETTING_FIELDS = frozenset(
+    {
+        "output_dir",
+        "resume_from_checkpoint",
+        "disable_tqdm",
+        "logging_steps",
+        "report_to",
+        "push_to_hub",
+        "hub_model_id",
+        "hub_strategy",
+        "hub_private_repo",
+        "dataloader_num_workers",
+    }
+)
 
-    Nothing is written yet: a recipe that fails its checks leaves no output folder behind.
+
+def start_run(training_args, recipe: Mapping[str, Any] | None) -> dict[str, float] | None:
+    """The start of every recipe, before any data or model work: launch checks, the output folder, seed, Hub token.
+
+    Returns the results of this recipe's finished run when the output folder holds one (the script then has nothing
+    to do), else None. Nothing is written: a recipe that fails its checks leaves no output folder behind.
     """
     check_world_size(training_args)
+    if training_args.per_device_train_batch_size < 1:
+        raise ValueError(
+            f"per_device_train_batch_size must be >= 1, got {training_args.per_device_train_batch_size}"
+        )
     if not torch.accelerator.is_available():
         training_args.dataloader_pin_memory = False  # pinning is for host-to-GPU copies; on CPU torch warns
     set_seed(training_args.seed)
     prepare_trainer_push(training_args)  # a push without a token fails now, not after training
+    return check_output_folder(Path(training_args.output_dir), recipe, training_args)
+
+
+def record_recipe(training_args, recipe: Mapping[str, Any] | None) -> None:
+    """Put the recipe on record (recipe.yaml) before the run's first file, so that all it writes is tied to it.
+
+    Never rewritten once the run has written anything else: a resume keeps the record of the run it continues.
+    """
+    recipe_file = Path(training_args.output_dir) / RECIPE_FILENAME
+    if recipe is None or not training_args.should_save:
+        return
+    if not recipe_file.is_file() or not _holds_work(recipe_file.parent):
+        save_recipe(recipe_file.parent, recipe)
+
+
+def _holds_work(folder: Path) -> bool:
+    return folder.is_dir() and any(path.name != RECIPE_FILENAME for path in folder.iterdir())
+
+
+def _as_recorded(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe as recipe.yaml holds it (secrets scrubbed, through YAML), so that the two compare like for like."""
+    return yaml.safe_load(yaml.safe_dump(scrub_secrets(dict(recipe)), sort_keys=False)) or {}
+
+
+def check_output_folder(
+    output_dir: Path, recipe: Mapping[str, Any] | None, training_args
+) -> dict[str, float] | None:
+    """Refuse a folder that holds another recipe's work, naming the fields that differ; return the results of this
+    recipe's finished run when there is one; otherwise (a new folder, or this recipe's interrupted run) None."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"output_dir={str(output_dir)!r} is a file, not a folder")
+    if recipe is None or not _holds_work(output_dir):
+        return None
+    recorded = load_recipe(output_dir)
+    if recorded is None:
+        logger.warning(
+            "%s holds files but no %s: cannot tell which recipe made them; continuing as if this one did",
+            output_dir,
+            RECIPE_FILENAME,
+        )
+        return None
+    current = _as_recorded(recipe)
+    differing = [
+        key
+        for key in dict.fromkeys([*recorded, *current])
+        if key not in RUN_SETTING_FIELDS and recorded.get(key) != current.get(key)
+    ]
+    if differing:
+        changes = "; ".join(
+            f"{key}: {recorded.get(key)!r} there, {current.get(key)!r} now" for key in differing
+        )
+        raise ValueError(
+            f"output_dir {output_dir} holds the work of another recipe ({changes}): choose another output_dir, or "
+            "delete that folder to start over"
+        )
+    results = output_dir / "all_results.json"
+    if results.is_file() and not training_args.resume_from_checkpoint:
+        logger.warning(
+            "%s already holds this recipe's finished run (all_results.json): nothing to do; delete the folder "
+            "to train again",
+            output_dir,
+        )
+        return json.loads(results.read_text(encoding="utf-8"))
+    return None
 
 
 def train_evaluate_and_save(
@@ -129,9 +218,7 @@ def train_evaluate_and_save(
     """
     args = trainer.args
     output_dir = Path(args.output_dir)
-    if args.should_save and recipe is not None:
-        # On record from the first step, for cards built at push time.
-        save_recipe(output_dir, recipe)
+    record_recipe(args, recipe)  # for cards built at push time, too
     # An interrupted run resumes by itself from its last complete checkpoint, stream position included.
     checkpoint = args.resume_from_checkpoint or last_complete_checkpoint(output_dir)
     if checkpoint:

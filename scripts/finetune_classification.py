@@ -40,8 +40,9 @@ def main(
     ###############
     # Recipe checks: what needs no data fails here, before anything is written
     ###############
-    start_run(training_args, recipe)
     callbacks = finetuning.early_stopping(finetune_args, training_args)
+    if (finished := start_run(training_args, recipe)) is not None:
+        return finished  # this recipe's run in this folder is already complete
 
     ######
     # Data: the splits, sampled, without unusable rows; the class names come from the training split

@@ -19,7 +19,7 @@ from lmrecipes import data, finetuning
 from lmrecipes.finetuning import FinetuneDataArguments
 from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
 from lmrecipes.recipe import parse_recipe
-from lmrecipes.training import start_run, train_evaluate_and_save
+from lmrecipes.training import record_recipe, start_run, train_evaluate_and_save
 from lmrecipes.translation.modeling import (
     KeepTargetSpecialTokens,
     build_translation_model,
@@ -56,9 +56,10 @@ def main(
     ###############
     # Recipe checks: what needs no data fails here, before anything is written
     ###############
-    start_run(training_args, recipe)
     callbacks = finetuning.early_stopping(model_args, training_args)
     num_beams, max_length = generation_settings(training_args, task_args)
+    if (finished := start_run(training_args, recipe)) is not None:
+        return finished  # this recipe's run in this folder is already complete
     output_dir = Path(training_args.output_dir)
 
     ######
@@ -82,6 +83,7 @@ def main(
     ####################
     # Tokenizers and model: the pretrained folders' (warm start), or new ones trained on the pairs
     ####################
+    record_recipe(training_args, recipe)  # new tokenizers belong to this recipe
     source_tokenizer, target_tokenizer = load_tokenizers(model_args, task_args, training_args, raw["train"])
     model = build_translation_model(
         model_args,

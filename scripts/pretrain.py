@@ -19,11 +19,17 @@ from lmrecipes.data import DataArguments
 from lmrecipes.evaluation import published_metrics
 from lmrecipes.families import FAMILIES
 from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
-from lmrecipes.modeling import ModelArguments, build_pretraining_model, max_positions, new_tokens_that_fit
+from lmrecipes.modeling import (
+    ModelArguments,
+    build_config,
+    build_pretraining_model,
+    max_positions,
+    new_tokens_that_fit,
+)
 from lmrecipes.recipe import parse_recipe
 from lmrecipes.tbptt import TBPTTTrainer, check_truncated_bptt_arguments
 from lmrecipes.tokenization import reuse_or_train_tokenizer, train_tokenizer
-from lmrecipes.training import RecipeTrainer, start_run, train_evaluate_and_save
+from lmrecipes.training import RecipeTrainer, record_recipe, start_run, train_evaluate_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +44,15 @@ def main(
     ###############
     # Recipe checks: what needs no data fails here, before anything is written
     ###############
-    start_run(training_args, recipe)
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("max_steps: a streamed corpus has no length, so the recipe must set max_steps > 0")
     if model_args.truncated_bptt:
         check_truncated_bptt_arguments(model_args.model_type, data_args.streaming, training_args)
+    if not model_args.model_name_or_path:  # sizes, heads and positions, before a tokenizer is trained
+        positions = max_positions(build_config(model_args, tokenizer=None))
+        data.check_length_fits("block_size", data_args.block_size, positions, hint=data.BLOCK_SIZE_HINT)
+    if (finished := start_run(training_args, recipe)) is not None:
+        return finished  # this recipe's run in this folder is already complete
     family = FAMILIES[model_args.model_type]
 
     ###########
@@ -56,6 +66,7 @@ def main(
     else:
 
         def train_and_save() -> None:
+            record_recipe(training_args, recipe)  # the tokenizer belongs to this recipe
             train_split = data.load_text_dataset(data_args, data_args.train_split)
             trained = train_tokenizer(
                 itertools.chain.from_iterable(data.batch_iterator(train_split, data_args.text_column)),

@@ -29,6 +29,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingA
 from lmrecipes.cards import build_model_card, save_recipe
 from lmrecipes.families import register_families
 from lmrecipes.hub import (
+    PICKLE_SUFFIXES,
     HubPushMixin,
     HubTokenError,
     NotSelfContainedError,
@@ -445,6 +446,14 @@ def test_trainer_push_honours_hub_strategy_and_private_repo_then_cli_pushes_a_ch
     assert "lmrecipes" in ModelCard(model_save["README.md"].decode()).data.tags  # our card, not the Trainer's
     remote = fake_hub.read_files(repo_id)
     assert "last-checkpoint/model.safetensors" in remote  # hub_strategy="checkpoint"
+    # No commit of any of these pushes carries a pickle: the optimizer, scheduler and RNG state and
+    # training_args.bin stay in the local checkpoint.
+    for commit in fake_hub.repos[repo_id].commits:
+        pickles = [
+            path for path in fake_hub.read_files(repo_id, commit.oid) if path.endswith(PICKLE_SUFFIXES)
+        ]
+        assert not pickles, (commit.message, pickles)
+    assert (output_dir / "checkpoint-2" / "optimizer.pt").is_file()  # still there for a local resume
     assert "modeling_mini_gpt.py" in remote and "model.safetensors" in remote
     card = ModelCard(remote["README.md"].decode())
     assert "lmrecipes" in card.data.tags and f'repo_id = "{repo_id}"' in card.text

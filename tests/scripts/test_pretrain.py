@@ -4,6 +4,7 @@ resuming after an interruption, and the errors bad input gets before training st
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -263,3 +264,67 @@ def test_every_pretraining_recipe_parses(recipe):
     assert model_args.model_type == merged["model_type"]
     assert data_args.dataset_name or data_args.train_file
     assert training_args.output_dir == merged["output_dir"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The output folder: another recipe's work is never reused, a finished run is not redone
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_a_folder_holding_another_recipes_work_is_refused_and_a_finished_run_is_a_no_op(
+    gpt_run, tmp_path, caplog
+):
+    tokenizer = ("--tokenizer_name_or_path", str(gpt_run))
+    metrics = run_in_process(
+        tmp_path, *tokenizer, "--max_steps", "4", "--save_steps", "2", "--eval_steps", "2"
+    )
+    recorded = (tmp_path / "recipe.yaml").read_bytes()
+    state = (tmp_path / "trainer_state.json").read_bytes()
+
+    # The same command again: nothing is trained or rewritten, the finished run's results come back.
+    with caplog.at_level(logging.WARNING, logger="lmrecipes.training"):
+        again = run_in_process(
+            tmp_path, *tokenizer, "--max_steps", "4", "--save_steps", "2", "--eval_steps", "2"
+        )
+    assert again == json.loads((tmp_path / "all_results.json").read_text())
+    assert again["train_loss"] == metrics["train_loss"]
+    assert (tmp_path / "trainer_state.json").read_bytes() == state
+    assert any("nothing to do" in record.getMessage() for record in caplog.records)
+
+    # Another recipe in that folder stops before touching it, naming what differs.
+    with pytest.raises(
+        ValueError, match=r"holds the work of another recipe \(.*hidden_size: 32 there, 48 now"
+    ):
+        run_in_process(tmp_path, *tokenizer, "--max_steps", "4", "--hidden_size", "48")
+    assert (tmp_path / "recipe.yaml").read_bytes() == recorded
+    assert (tmp_path / "trainer_state.json").read_bytes() == state
+
+    # A stale tokenizer from a run that failed right after training it is not reused by a recipe with another size.
+    stale = tmp_path / "stale"
+    with pytest.raises(ValueError):
+        run_in_process(
+            stale, "--max_steps", "4", "--per_device_eval_batch_size", "0"
+        )  # fails after the tokenizer
+    assert (stale / "tokenizer.json").is_file()
+    with pytest.raises(ValueError, match="tokenizer_vocab_size: 300 there, 1000 now"):
+        run_in_process(stale, "--max_steps", "4", "--tokenizer_vocab_size", "1000")
+
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        run_in_process(tmp_path / "all_results.json", *tokenizer)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (("--hidden_size", "0"), "hidden_size"),
+        (("--num_attention_heads", "3"), "num_attention_heads"),
+        (("--block_size", "128"), "block_size=128 exceeds"),
+        (("--per_device_train_batch_size", "0"), "per_device_train_batch_size must be >= 1"),
+    ],
+    ids=["zero_width", "heads_do_not_divide", "block_over_positions", "zero_batch"],
+)
+def test_checks_that_need_no_data_run_before_anything_is_written(tmp_path, overrides, message):
+    output_dir = tmp_path / "run"
+    with pytest.raises(ValueError, match=message):
+        run_in_process(output_dir, *overrides)  # no tokenizer given: one would be trained first
+    assert not output_dir.exists(), sorted(path.name for path in output_dir.iterdir())
