@@ -1,20 +1,7 @@
 """Model cards for trained models: README.md with Hub metadata, results, loss curve, recipe and a usage snippet.
 
-A training script does
-
-    save_recipe(output_dir, recipe)                     # at the start: recipe.yaml, tokens removed
-    ...
-    trainer.save_metrics("all", metrics)                # all_results.json (standard Trainer helper)
-    trainer.save_state()                                # trainer_state.json, whose log_history gives the curve
-    build_model_card(output_dir, recipe, metrics, repo_id=hub_model_id)
-
-which writes `README.md` and `training_loss.png` into the output folder. The metadata block carries
-`library_name`, `tags`, `datasets`, `license`, `pipeline_tag` and the evaluation metrics in `model-index` form, so
-the Hub shows them; it is produced by `huggingface_hub.ModelCardData`, which is also what parses it back.
-
-`lmrecipes.hub.push_output_dir` rebuilds the card for the repo it pushes to (`build_model_card_for_folder`), from the
-files in the folder alone (recipe.yaml, all_results.json, trainer_state.json, config.json), so the usage snippet
-names the right repo and a pushed `checkpoint-*` folder gets a card too.
+Built from the files of an output folder alone (recipe.yaml, all_results.json, trainer_state.json, config.json)
+through `huggingface_hub.ModelCardData`, so a push can rebuild it for its repo; docs/cards.md shows the flow.
 """
 
 from __future__ import annotations

@@ -150,6 +150,13 @@ class DatasetArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Evaluate on at most N examples, chosen as for max_train_samples."}
     )
+    validation_split_percentage: int = field(
+        default=5,
+        metadata={
+            "help": "With a train_file and no validation_file: this percentage of the train file's rows, taken "
+            "from its start, is the evaluation split and the rest the training split (as run_clm.py does)."
+        },
+    )
     preprocessing_num_workers: int | None = field(
         default=None,
         metadata={"help": "Processes for tokenizing a map-style dataset (ignored when streaming)."},
@@ -164,6 +171,15 @@ class DatasetArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 when given, got {value}.")
+        if not 0 < self.validation_split_percentage < 100:
+            raise ValueError(
+                f"validation_split_percentage must be between 1 and 99, got {self.validation_split_percentage}."
+            )
+
+    @property
+    def carves_validation(self) -> bool:
+        """A local train file alone: the evaluation split is cut from it."""
+        return self.dataset_name is None and self.validation_file is None
 
     def describe(self) -> str:
         if self.dataset_name is None:
@@ -175,6 +191,8 @@ class DatasetArguments:
         """One split: the Hub dataset (through the mirror), or the local file given for that split."""
         if self.dataset_name is not None:
             return load_hub_dataset(self.dataset_name, self.dataset_config_name, split, streaming=streaming)
+        if self.carves_validation and split in (self.train_split, self.eval_split):
+            return self._carve(split, streaming)
         files = {self.train_split: self.train_file, self.eval_split: self.validation_file}
         files = {name: path for name, path in files.items() if path is not None}
         if split not in files:
@@ -182,6 +200,32 @@ class DatasetArguments:
             hint = f"set {flag}" if flag else f"local files only give the splits {sorted(files)}"
             raise ValueError(f"No local file for split {split!r}: {hint}.")
         return load_data_file(files[split], split, self.FILE_BUILDERS, streaming=streaming)
+
+    def _carve(self, split: str, streaming: bool) -> Dataset | IterableDataset:
+        if streaming and split == self.train_split:
+            return load_data_file(self.train_file, split, self.FILE_BUILDERS, streaming=True)
+        if streaming:
+            raise ValueError(
+                "streaming reads train_file as it comes, so no validation split can be cut from it: set "
+                "validation_file"
+            )
+        percent = self.validation_split_percentage
+        rows = load_data_file(self.train_file, "train", self.FILE_BUILDERS)
+        cut = round(len(rows) * percent / 100)
+        if split == self.train_split:
+            return rows.select(range(cut, len(rows))) if cut < len(rows) else rows
+        if not 0 < cut < len(rows):
+            raise ValueError(
+                f"train_file={self.train_file!r} has {len(rows)} rows: validation_split_percentage={percent} leaves "
+                "no row for one of the splits; set validation_file"
+            )
+        logger.info(
+            "no validation_file: the first %d%% of %s (%d rows) is the evaluation split",
+            percent,
+            self.train_file,
+            cut,
+        )
+        return rows.select(range(cut))
 
 
 def load_data_file(

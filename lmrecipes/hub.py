@@ -1,22 +1,8 @@
 """Push a trained model to the Hugging Face Hub as a self-contained repo, and keep the token out of everything.
 
-Two ways in:
-- During training, the Trainer pushes by itself: `push_to_hub`, `hub_model_id`, `hub_strategy` and
-  `hub_private_repo` in TrainingArguments are honoured as they are (repo created private or not in
-  `Trainer.__init__`, checkpoint pushes on every save according to `hub_strategy`). Three additions: call
-  `prepare_trainer_push(args)` before building the Trainer (it fails early without a token); mix `HubPushMixin`
-  into the Trainer (every intermediate commit self-contained, lmrecipes card instead of the Trainer's); and end
-  with `push_trained_model(trainer)`, the final commit with results and card, checked like `push_output_dir`.
-- Afterwards, `push_output_dir(folder, repo_id)` (and `scripts/push_to_hub.py`) pushes an output folder or a
-  `checkpoint-*` folder.
-
-The token comes only from the `HF_TOKEN` environment variable or a `huggingface_hub` login (`hf auth login`):
-never from a recipe, a command-line argument or `TrainingArguments.hub_token` (which `torch.save` would pickle into
-`training_args.bin`). It is handed to `HfApi` and never logged or written anywhere.
-
-A push is one commit (`HfApi.create_commit`), so a push that fails midway leaves the remote repo at its previous
-commit. `upload_folder` is not used on purpose: with `hf_xet` installed it may split a folder into several commits.
-The local folder is only read; a model card built at push time goes to a temporary folder.
+The Trainer's own pushes go through `HubPushMixin` (only safetensors, JSON, code, tokenizer and card; our card), the
+final one through `push_trained_model`, and any folder afterwards through `push_output_dir` as a single commit. The
+token comes only from `HF_TOKEN` or a login, never from a recipe. docs/hub.md tells the whole flow.
 """
 
 from __future__ import annotations

@@ -1,24 +1,8 @@
 """Extractive question answering (SQuAD v1.1) with an encoder: pre- and post-processing, and the official score.
 
-This follows transformers' examples/pytorch/question-answering (run_qa.py and utils_qa.py), for a model such as
-MiniBertForQuestionAnswering that predicts a start and an end logit for every token.
-
-- A question and its context are tokenized as one pair, question first: [CLS] question [SEP] context [SEP].
-  A context too long for `max_seq_length` is cut into several overlapping windows ("features"), consecutive
-  windows sharing `doc_stride` tokens, so that an answer near a window border is whole in some window.
-- Training labels are the token positions of the answer's first and last token in each window; a window that
-  does not hold the whole answer points both at [CLS] (position 0), the "no answer here" position.
-- At evaluation, every window keeps the id of its example and its offset mapping (character span of each token,
-  None outside the context), so the best-scoring span over all windows of an example maps back to its text.
-
-The rows are SQuAD's: `id`, `question`, `context`, `answers` = {"text": [...], "answer_start": [...]} (the Hub
-`rajpurkar/squad` layout). Use them with `datasets.Dataset.map(..., batched=True, remove_columns=...)`. The run is
-scripts/finetune_qa.py.
-
-The evaluation runs inside the plain Trainer's `evaluate`, through `compute_metrics`, rather than in a Trainer
-subclass (transformers' examples have a QuestionAnsweringTrainer for it): the evaluation windows carry the start/end
-labels of the training windows too, so the Trainer gathers the logits for `compute_metrics` (which it only does when
-there are labels) and reports an evaluation loss, and early stopping can use exact_match or f1 like any metric.
+As transformers' run_qa.py / utils_qa.py: contexts cut into overlapping windows, answer positions as labels, the best
+span over an example's windows mapped back to its text; the run is scripts/finetune_qa.py. docs/question_answering.md
+explains the windows, the labels and why evaluation runs in the plain Trainer.
 """
 
 from __future__ import annotations

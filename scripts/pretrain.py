@@ -44,6 +44,10 @@ def main(
     ###############
     # Recipe checks: what needs no data fails here, before anything is written
     ###############
+    if data_args.streaming and data_args.carves_validation:
+        raise ValueError(
+            "validation_file: a streamed train_file cannot lend rows to validation, name a validation file"
+        )
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("max_steps: a streamed corpus has no length, so the recipe must set max_steps > 0")
     if model_args.truncated_bptt:

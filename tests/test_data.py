@@ -178,14 +178,21 @@ def test_empty_corpus_is_an_error(tmp_path, streaming):
         load_text_dataset(DataArguments(train_file=train, streaming=streaming), "train")
 
 
-def test_local_files_and_missing_validation_file(tmp_path):
+def test_a_train_file_alone_gives_its_first_rows_to_validation(tmp_path):
+    """run_clm's validation_split_percentage: a single local file still trains and evaluates."""
     train = tmp_path / "train.txt"
-    train.write_text("first line\nsecond line\n")
-    args = DataArguments(train_file=str(train))
-    dataset = load_text_dataset(args, "train")
-    assert dataset["text"] == ["first line\n", "second line\n"]  # line breaks kept: lines of one document
-    with pytest.raises(ValueError, match="No local file for split 'validation': set validation_file"):
-        load_text_dataset(args, "validation")
+    train.write_text("".join(f"line {i}\n" for i in range(40)))
+    args = DataArguments(train_file=str(train), validation_split_percentage=10)
+    validation, training = load_text_dataset(args, "validation"), load_text_dataset(args, "train")
+    assert validation["text"] == [f"line {i}\n" for i in range(4)]  # line breaks kept: lines of one document
+    assert training["text"] == [f"line {i}\n" for i in range(4, 40)]  # disjoint, nothing lost
+    with pytest.raises(ValueError, match="has 2 rows: validation_split_percentage=5 leaves no row"):
+        train.write_text("first line\nsecond line\n")
+        load_text_dataset(DataArguments(train_file=str(train)), "validation")
+    with pytest.raises(ValueError, match="no validation split can be cut from it: set validation_file"):
+        load_text_dataset(DataArguments(train_file=str(train), streaming=True), "validation")
+    with pytest.raises(ValueError, match="validation_split_percentage must be between 1 and 99"):
+        DataArguments(train_file=str(train), validation_split_percentage=0)
 
 
 # --- packing ----------------------------------------------------------------------------------------------------

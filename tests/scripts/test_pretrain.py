@@ -328,3 +328,31 @@ def test_checks_that_need_no_data_run_before_anything_is_written(tmp_path, overr
     with pytest.raises(ValueError, match=message):
         run_in_process(output_dir, *overrides)  # no tokenizer given: one would be trained first
     assert not output_dir.exists(), sorted(path.name for path in output_dir.iterdir())
+
+
+def test_a_single_local_text_file_trains_and_evaluates(gpt_run, tmp_path):
+    """A Hub recipe moved to one local file from the command line: validation rows are cut from the file."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(tiny_corpus(400)) + "\n")
+    metrics = run_in_process(
+        tmp_path / "out",
+        *("--dataset_name", "None", "--dataset_config_name", "None", "--train_file", str(corpus)),
+        *(
+            "--tokenizer_name_or_path",
+            str(gpt_run),
+            "--max_steps",
+            "2",
+            "--eval_steps",
+            "2",
+            "--save_steps",
+            "2",
+        ),
+    )
+    assert metrics["eval_loss"] > 0 and metrics["train_runtime"] > 0
+    with pytest.raises(ValueError, match="validation_file: a streamed train_file"):
+        run_in_process(
+            tmp_path / "stream",
+            *("--dataset_name", "None", "--dataset_config_name", "None", "--train_file", str(corpus)),
+            *("--streaming", "true", "--max_steps", "2"),
+        )
+    assert not (tmp_path / "stream").exists()
