@@ -26,6 +26,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from lmrecipes.errors import RecipeError
 from lmrecipes.metrics import load_classification_metrics
 
 logger = logging.getLogger(__name__)
@@ -67,17 +68,17 @@ class ClassificationArguments:
 
     def __post_init__(self) -> None:
         if self.long_text_strategy not in LONG_TEXT_STRATEGIES:
-            raise ValueError(
+            raise RecipeError(
                 f"long_text_strategy must be one of {LONG_TEXT_STRATEGIES}, got {self.long_text_strategy!r}"
             )
         if self.window_combination not in WINDOW_COMBINATIONS:
-            raise ValueError(
+            raise RecipeError(
                 f"window_combination must be one of {WINDOW_COMBINATIONS}, got {self.window_combination!r}"
             )
         if self.max_seq_length < 2:
-            raise ValueError(f"max_seq_length must be >= 2, got {self.max_seq_length}")
+            raise RecipeError(f"max_seq_length must be >= 2, got {self.max_seq_length}")
         if self.long_text_strategy == "windows" and not 0 <= self.window_stride < self.max_seq_length:
-            raise ValueError(
+            raise RecipeError(
                 f"window_stride must be in [0, max_seq_length={self.max_seq_length}), got {self.window_stride}"
             )
 
@@ -91,7 +92,7 @@ def class_names(dataset: Dataset, label_column: str) -> list[str]:
     Integer labels 0..n-1 are named "0".."n-1"; string labels are sorted. Missing labels (None, -1) are ignored.
     """
     if label_column not in dataset.column_names:
-        raise ValueError(
+        raise RecipeError(
             f"the dataset has no column {label_column!r} (label_column); its columns are {dataset.column_names}"
         )
     feature = dataset.features[label_column]
@@ -102,7 +103,7 @@ def class_names(dataset: Dataset, label_column: str) -> list[str]:
         return [str(class_id) for class_id in range(max(values) + 1)]
     if values and all(isinstance(value, str) for value in values):
         return sorted(values)
-    raise ValueError(
+    raise RecipeError(
         f"label column {label_column!r} holds {feature}: expected class ids (integers) or class names (strings)"
     )
 
@@ -161,7 +162,7 @@ def tokenize_for_classification(
     if windows:
         room = args.max_seq_length - tokenizer.num_special_tokens_to_add(pair=False)
         if args.window_stride >= room:
-            raise ValueError(
+            raise RecipeError(
                 f"window_stride={args.window_stride} must be smaller than the {room} text tokens a window of "
                 f"max_seq_length={args.max_seq_length} holds besides the special tokens"
             )
@@ -207,7 +208,7 @@ def combine_windows(
     text's windows of the softmax probabilities ("mean_probabilities") or of the logits ("mean_logits").
     """
     if combination not in WINDOW_COMBINATIONS:
-        raise ValueError(f"combination must be one of {WINDOW_COMBINATIONS}, got {combination!r}")
+        raise RecipeError(f"combination must be one of {WINDOW_COMBINATIONS}, got {combination!r}")
     logits = np.asarray(logits, dtype=np.float64)
     example_index = np.asarray(example_index)
     if not len(logits) == len(labels) == len(example_index):
@@ -255,7 +256,7 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, max_seq_length: int) -
     """Padding on the right with a real pad token, and the fine-tuned input length as the tokenizer's limit."""
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise ValueError("the tokenizer has neither a pad nor an eos token to pad batches with")
+            raise RecipeError("the tokenizer has neither a pad nor an eos token to pad batches with")
         # The classification heads find padding from the attention mask, so eos can double as pad.
         tokenizer.pad_token = tokenizer.eos_token
     # Right padding keeps a causal model's last real token (which the heads pool) ahead of the padding, so the

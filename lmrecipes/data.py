@@ -28,6 +28,8 @@ import pyarrow.compute as pc
 from datasets import Dataset, IterableDataset
 from transformers import DataCollatorForLanguageModeling, PretrainedConfig, PreTrainedTokenizerBase
 
+from lmrecipes.errors import MissingFileError, RecipeError
+
 logger = logging.getLogger(__name__)
 
 DATA_MIRROR_ENV = "LMRECIPES_DATA_MIRROR"
@@ -52,29 +54,31 @@ def check_data_source(args: Any, file_builders: Mapping[str, str]) -> None:
     files = {"train_file": args.train_file, "validation_file": args.validation_file}
     given_files = {name: path for name, path in files.items() if path is not None}
     if args.dataset_name is None and not given_files:
-        raise ValueError(
+        raise RecipeError(
             "No data given: set dataset_name (Hub id) or train_file/validation_file (local files)."
         )
     if args.dataset_name is not None and given_files:
-        raise ValueError(
+        raise RecipeError(
             f"Give either dataset_name ({args.dataset_name!r}) or local files ({', '.join(given_files)}), not both."
         )
     if given_files and args.dataset_config_name is not None:
-        raise ValueError("dataset_config_name only applies to dataset_name, not to local files.")
+        raise RecipeError("dataset_config_name only applies to dataset_name, not to local files.")
     builders = set()
     for name, path in given_files.items():
         extension = os.path.splitext(path)[1].lower()
         if extension not in file_builders:
-            raise ValueError(
+            raise RecipeError(
                 f"{name}={path!r}: unsupported extension {extension!r}; use one of {sorted(file_builders)}."
             )
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"{name}={path!r} does not exist or is not a file.")
+            raise MissingFileError(f"{name}={path!r} does not exist or is not a file.")
         builders.add(file_builders[extension])
     if len(builders) > 1:
-        raise ValueError(f"train_file and validation_file must have the same format, got {sorted(builders)}.")
+        raise RecipeError(
+            f"train_file and validation_file must have the same format, got {sorted(builders)}."
+        )
     if args.train_split == args.eval_split:
-        raise ValueError(
+        raise RecipeError(
             f"train_split and eval_split are both {args.train_split!r}; evaluate on another split."
         )
 
@@ -170,9 +174,9 @@ class DatasetArguments:
         for name in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 when given, got {value}.")
+                raise RecipeError(f"{name} must be >= 1 when given, got {value}.")
         if not 0 < self.validation_split_percentage < 100:
-            raise ValueError(
+            raise RecipeError(
                 f"validation_split_percentage must be between 1 and 99, got {self.validation_split_percentage}."
             )
 
@@ -198,14 +202,14 @@ class DatasetArguments:
         if split not in files:
             flag = {self.train_split: "train_file", self.eval_split: "validation_file"}.get(split)
             hint = f"set {flag}" if flag else f"local files only give the splits {sorted(files)}"
-            raise ValueError(f"No local file for split {split!r}: {hint}.")
+            raise RecipeError(f"No local file for split {split!r}: {hint}.")
         return load_data_file(files[split], split, self.FILE_BUILDERS, streaming=streaming)
 
     def _carve(self, split: str, streaming: bool) -> Dataset | IterableDataset:
         if streaming and split == self.train_split:
             return load_data_file(self.train_file, split, self.FILE_BUILDERS, streaming=True)
         if streaming:
-            raise ValueError(
+            raise RecipeError(
                 "streaming reads train_file as it comes, so no validation split can be cut from it: set "
                 "validation_file"
             )
@@ -215,7 +219,7 @@ class DatasetArguments:
         if split == self.train_split:
             return rows.select(range(cut, len(rows))) if cut < len(rows) else rows
         if not 0 < cut < len(rows):
-            raise ValueError(
+            raise RecipeError(
                 f"train_file={self.train_file!r} has {len(rows)} rows: validation_split_percentage={percent} leaves "
                 "no row for one of the splits; set validation_file"
             )
@@ -266,9 +270,9 @@ class DataArguments(DatasetArguments):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.block_size < 2:
-            raise ValueError(f"block_size must be >= 2, got {self.block_size}.")
+            raise RecipeError(f"block_size must be >= 2, got {self.block_size}.")
         if self.shuffle_buffer_size < 1:
-            raise ValueError(f"shuffle_buffer_size must be >= 1, got {self.shuffle_buffer_size}.")
+            raise RecipeError(f"shuffle_buffer_size must be >= 1, got {self.shuffle_buffer_size}.")
         if self.streaming and self.preprocessing_num_workers is not None:
             logger.warning(
                 "preprocessing_num_workers is ignored when streaming (tokenization happens on the fly)."
@@ -295,22 +299,22 @@ def load_hub_dataset(
             if mirror
             else f"not loadable from the Hub (set ${DATA_MIRROR_ENV} to use an offline mirror)"
         )
-        raise FileNotFoundError(f"Dataset {dataset_name!r} not found: {where}. ({error})") from error
+        raise MissingFileError(f"Dataset {dataset_name!r} not found: {where}. ({error})") from error
     except ValueError as error:
         # datasets says "BuilderConfig not found" or "Unknown split"; name the flag and list what exists.
         configs = _safe_call(datasets.get_dataset_config_names, path)
         if configs and config is not None and config not in configs:
-            raise ValueError(
+            raise RecipeError(
                 f"Unknown dataset_config_name {config!r} for dataset {dataset_name!r}; "
                 f"available configs: {configs}."
             ) from error
         if configs and config is None and len(configs) > 1:
-            raise ValueError(
+            raise RecipeError(
                 f"Dataset {dataset_name!r} has several configs, set dataset_config_name to one of {configs}."
             ) from error
         splits = _safe_call(datasets.get_dataset_split_names, path, config)
         if splits and split not in splits:
-            raise ValueError(f"{description} has no split {split!r}; available splits: {splits}.") from error
+            raise RecipeError(f"{description} has no split {split!r}; available splits: {splits}.") from error
         raise
 
 
@@ -331,18 +335,18 @@ def _column_names(dataset: Dataset | IterableDataset) -> list[str]:
 def _check_text_column(dataset: Dataset | IterableDataset, text_column: str, description: str) -> None:
     columns = _column_names(dataset)
     if text_column not in columns:
-        raise ValueError(
+        raise RecipeError(
             f"{description} has no column {text_column!r} (text_column); its columns are {columns}."
         )
     if dataset.features is not None:
         feature = dataset.features.get(text_column)
         if feature is not None and getattr(feature, "dtype", None) not in ("string", "large_string"):
-            raise ValueError(f"{description}: column {text_column!r} holds {feature}, not text (strings).")
+            raise RecipeError(f"{description}: column {text_column!r} holds {feature}, not text (strings).")
         return
     first_value = next(iter(dataset), {}).get(text_column)  # a stream of unknown features: look at one row
     if first_value is not None and not isinstance(first_value, str):
         arrow_type = pyarrow.array([first_value]).type  # the type datasets would infer, e.g. int64
-        raise ValueError(f"{description}: column {text_column!r} holds {arrow_type}, not text (strings).")
+        raise RecipeError(f"{description}: column {text_column!r} holds {arrow_type}, not text (strings).")
 
 
 def _check_has_text(dataset: Dataset | IterableDataset, text_column: str, description: str) -> None:
@@ -351,7 +355,7 @@ def _check_has_text(dataset: Dataset | IterableDataset, text_column: str, descri
         lengths = pc.utf8_length(dataset.data.column(text_column))  # vectorised over the Arrow column
         longest = pc.max(lengths).as_py() if len(dataset) else None
         if not longest:
-            raise ValueError(
+            raise RecipeError(
                 f"{description} has no text: all {len(dataset)} rows of {text_column!r} are empty."
             )
         return
@@ -361,7 +365,7 @@ def _check_has_text(dataset: Dataset | IterableDataset, text_column: str, descri
         if row[text_column]:
             return
     what = f"all {rows_seen} rows" if rows_seen < STREAM_PEEK_ROWS else f"the first {rows_seen} rows"
-    raise ValueError(f"{description} has no text: {what} of {text_column!r} are empty.")
+    raise RecipeError(f"{description} has no text: {what} of {text_column!r} are empty.")
 
 
 def load_text_dataset(args: DataArguments, split: str) -> Dataset | IterableDataset:
@@ -404,7 +408,7 @@ def check_length_fits(
             f"{field}={length} needs {needed} {part} positions but the {part} has max_position_embeddings="
             f"{max_positions}"
         )
-    raise ValueError(f"{problem}; {hint}" if hint else problem)
+    raise RecipeError(f"{problem}; {hint}" if hint else problem)
 
 
 def check_tokenizer_fits_model(tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> None:
@@ -415,7 +419,7 @@ def check_tokenizer_fits_model(tokenizer: PreTrainedTokenizerBase, config: Pretr
     """
     tokenizer_size = len(tokenizer)  # includes added tokens, unlike tokenizer.vocab_size
     if tokenizer_size > config.vocab_size:
-        raise ValueError(
+        raise RecipeError(
             f"The tokenizer has {tokenizer_size} tokens but the model's vocab_size is {config.vocab_size}: "
             f"set vocab_size >= {tokenizer_size} in the model config (or train a smaller tokenizer)."
         )
@@ -461,7 +465,7 @@ def _special_tokens_around_text(tokenizer: PreTrainedTokenizerBase) -> tuple[lis
     for start in range(len(with_special) - len(without_special) + 1):
         if with_special[start : start + len(without_special)] == without_special:
             return with_special[:start], with_special[start + len(without_special) :]
-    raise ValueError("Cannot tell where the tokenizer's special tokens go around a text.")
+    raise RecipeError("Cannot tell where the tokenizer's special tokens go around a text.")
 
 
 def build_lm_dataset(
@@ -503,18 +507,18 @@ def build_lm_dataset(
     writes the cache and the others read it.
     """
     if separate_rows not in ("auto", "always", "never"):
-        raise ValueError(f"separate_rows must be 'auto', 'always' or 'never', got {separate_rows!r}.")
+        raise RecipeError(f"separate_rows must be 'auto', 'always' or 'never', got {separate_rows!r}.")
     check_length_fits("block_size", block_size, model_max_positions, hint=BLOCK_SIZE_HINT)
     prefix_ids, suffix_ids = _special_tokens_around_text(tokenizer)
     text_per_block = block_size - len(prefix_ids) - len(suffix_ids)
     if text_per_block < 1:
-        raise ValueError(
+        raise RecipeError(
             f"block_size={block_size} leaves no room for text: the tokenizer adds "
             f"{len(prefix_ids) + len(suffix_ids)} special tokens around each block."
         )
     _check_text_column(dataset, text_column, "The dataset")
     if separate_rows == "always" and _document_separator_id(tokenizer) is None:
-        raise ValueError("separate_rows='always' needs a tokenizer with an eos or sep token.")
+        raise RecipeError("separate_rows='always' needs a tokenizer with an eos or sep token.")
 
     def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[list[int]]]:
         return {"input_ids": tokenize_rows(batch[text_column], tokenizer, separate_rows)}
@@ -580,7 +584,7 @@ def prepare_lm_dataset(
     max_samples = args.max_train_samples if is_training else args.max_eval_samples
     if isinstance(blocks, Dataset):
         if len(blocks) == 0:
-            raise ValueError(
+            raise RecipeError(
                 f"{args.describe()}, split {split!r} is shorter than one block of {args.block_size} tokens."
             )
         if max_samples is not None:
@@ -610,7 +614,7 @@ def lm_data_collator(
     everywhere else.
     """
     if tokenizer.pad_token is None:
-        raise ValueError(
+        raise RecipeError(
             "The tokenizer has no pad token; the language-modelling collator needs one to pad batches."
         )
     if objective == "causal":
@@ -619,7 +623,7 @@ def lm_data_collator(
         )
     if objective == "masked":
         if tokenizer.mask_token is None:
-            raise ValueError(
+            raise RecipeError(
                 "Masked language modelling needs a tokenizer with a mask token (wordpiece has [MASK])."
             )
         return DataCollatorForLanguageModeling(
@@ -629,7 +633,7 @@ def lm_data_collator(
             pad_to_multiple_of=pad_to_multiple_of,
             seed=seed,
         )
-    raise ValueError(f"Unknown objective {objective!r}; expected 'causal' or 'masked'.")
+    raise RecipeError(f"Unknown objective {objective!r}; expected 'causal' or 'masked'.")
 
 
 def drop_flagged_rows(
@@ -656,7 +660,7 @@ def drop_flagged_rows(
     else:
         logger.info("%s: all %d examples usable", description, len(dataset))
     if skipped == len(dataset):
-        raise ValueError(f"{description}: no usable example left after skipping {skipped} ({dict(counts)})")
+        raise RecipeError(f"{description}: no usable example left after skipping {skipped} ({dict(counts)})")
     return dataset.select([i for i, reason in enumerate(reasons) if not reason]) if skipped else dataset
 
 

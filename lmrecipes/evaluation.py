@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmrecipes import data
+from lmrecipes.errors import RecipeError
 from lmrecipes.families import is_masked_lm
 from lmrecipes.modeling import max_positions
 
@@ -133,7 +134,7 @@ def sliding_windows(num_targets: int, window: int, stride: int) -> list[Window]:
     `num_targets`) and is `window` long, so a scored position sees at least `window - stride + 1` inputs.
     """
     if window < 1 or not 1 <= stride <= window:
-        raise ValueError(f"need 1 <= stride <= window, got stride={stride}, window={window}.")
+        raise RecipeError(f"need 1 <= stride <= window, got stride={stride}, window={window}.")
     end = min(window, num_targets)
     windows = [Window(begin=0, end=end, num_scored=end)]
     while end < num_targets:
@@ -230,7 +231,7 @@ def recurrent_nll(
 
 def check_causal_lm(model: PreTrainedModel) -> None:
     if is_masked_lm(model.config):
-        raise ValueError(
+        raise RecipeError(
             f"{model.config.model_type} is a masked language model: it gives no next-token probabilities, so it has "
             "no perplexity or bits per character. Evaluate a causal model (lstm_lm, mini_gpt)."
         )
@@ -242,7 +243,7 @@ def context_window(model: PreTrainedModel) -> int | None:
         return None
     window = max_positions(model.config)
     if window is None:
-        raise ValueError(
+        raise RecipeError(
             f"{type(model).__name__} is neither recurrent (_is_stateful) nor has max_position_embeddings: "
             "cannot tell how to score a long text with it."
         )
@@ -261,7 +262,7 @@ def score_token_stream(
     """Per-token NLL of the whole stream, and how it was scored (`{"scoring": ..., "window": ..., "stride": ...}`)."""
     check_causal_lm(model)
     if not token_ids:
-        raise ValueError("Nothing to score: the text has no tokens.")
+        raise RecipeError("Nothing to score: the text has no tokens.")
     was_training = model.training
     model.eval()  # no dropout
     try:
@@ -334,13 +335,13 @@ def score_texts(
     `word_ppl` is set for unit "word", `bpc` for unit "char"; `token_ppl` always.
     """
     if unit not in ("word", "char", "token"):
-        raise ValueError(f"unit must be 'word', 'char' or 'token', got {unit!r}.")
+        raise RecipeError(f"unit must be 'word', 'char' or 'token', got {unit!r}.")
     check_causal_lm(model)
     context_token_id = (
         tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     )
     if context_token_id is None:
-        raise ValueError(
+        raise RecipeError(
             "The tokenizer has no bos or eos token to give the first token a context; scoring needs one."
         )
     started = time.perf_counter()
@@ -356,13 +357,13 @@ def score_texts(
     )
     total_nll = nll.sum().item()
     if not math.isfinite(total_nll):
-        raise ValueError(f"The total NLL is {total_nll}: the model gives some token zero probability.")
+        raise RecipeError(f"The total NLL is {total_nll}: the model gives some token zero probability.")
     word_ppl = bpc = None
     if unit == "word":
         word_ppl = _exp(total_nll / (counts.num_words + counts.num_lines))
     elif unit == "char":
         if counts.num_chars == 0:
-            raise ValueError("The text has no characters: bits per character are undefined.")
+            raise RecipeError("The text has no characters: bits per character are undefined.")
         bpc = total_nll / math.log(2) / counts.num_chars
     return LMScores(
         unit=unit,
@@ -489,7 +490,7 @@ class EvaluationArguments:
         for name in ("stride", "tokens_per_forward"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}.")
+                raise RecipeError(f"{name} must be >= 1, got {value}.")
 
 
 def parse_evaluation_args(argv: list[str]) -> EvaluationArguments:
@@ -510,7 +511,7 @@ def evaluate_checkpoint(args: EvaluationArguments) -> tuple[dict, Path]:
 
     config = AutoConfig.from_pretrained(args.model_path)
     if is_masked_lm(config):
-        raise ValueError(
+        raise RecipeError(
             f"{args.model_path} holds a {config.model_type} model, a masked LM: it has no perplexity or bits per "
             "character. Evaluate a causal model (lstm_lm, mini_gpt)."
         )

@@ -23,6 +23,7 @@ from transformers import (
 from transformers.trainer_utils import IntervalStrategy
 
 from lmrecipes import data
+from lmrecipes.errors import RecipeError
 from lmrecipes.families import complete_auto_map
 from lmrecipes.modeling import max_positions
 
@@ -64,7 +65,7 @@ class FinetuneArguments(EarlyStoppingArguments):
 
     def __post_init__(self) -> None:
         if not self.model_name_or_path:
-            raise ValueError("model_name_or_path: name the pretrained output folder to fine-tune")
+            raise RecipeError("model_name_or_path: name the pretrained output folder to fine-tune")
 
 
 def load_for_finetuning(auto_class, args: FinetuneArguments, **model_kwargs: Any) -> PreTrainedModel:
@@ -93,11 +94,11 @@ def early_stopping(args: EarlyStoppingArguments, training_args: TrainingArgument
     if args.early_stopping_patience is None:
         return []
     if args.early_stopping_patience < 1:
-        raise ValueError(f"early_stopping_patience must be >= 1, got {args.early_stopping_patience}")
+        raise RecipeError(f"early_stopping_patience must be >= 1, got {args.early_stopping_patience}")
     if args.early_stopping_threshold < 0:
-        raise ValueError(f"early_stopping_threshold must be >= 0, got {args.early_stopping_threshold}")
+        raise RecipeError(f"early_stopping_threshold must be >= 0, got {args.early_stopping_threshold}")
     if training_args.eval_strategy == IntervalStrategy.NO:
-        raise ValueError("early_stopping_patience needs evaluations: set eval_strategy to steps or epoch")
+        raise RecipeError("early_stopping_patience needs evaluations: set eval_strategy to steps or epoch")
     missing = [
         name
         for name, ok in (
@@ -107,7 +108,7 @@ def early_stopping(args: EarlyStoppingArguments, training_args: TrainingArgument
         if not ok
     ]
     if missing:
-        raise ValueError(f"early_stopping_patience needs {' and '.join(missing)} in the recipe")
+        raise RecipeError(f"early_stopping_patience needs {' and '.join(missing)} in the recipe")
     return [
         EarlyStoppingCallback(
             early_stopping_patience=args.early_stopping_patience,
@@ -130,7 +131,7 @@ class FinetuneDataArguments(data.DatasetArguments):
 def check_max_seq_length(max_seq_length: int, config: PretrainedConfig) -> None:
     """Raise before training if inputs of `max_seq_length` tokens would not fit the model's position table."""
     if max_seq_length < 2:
-        raise ValueError(f"max_seq_length must be >= 2, got {max_seq_length}")
+        raise RecipeError(f"max_seq_length must be >= 2, got {max_seq_length}")
     data.check_length_fits(
         "max_seq_length",
         max_seq_length,

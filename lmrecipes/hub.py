@@ -22,6 +22,7 @@ from transformers.trainer_utils import HubStrategy, SaveStrategy
 from transformers.utils.hub import PushInProgress
 
 from lmrecipes import cards
+from lmrecipes.errors import RecipeError
 from lmrecipes.secrets import scrub_training_args
 
 logger = logging.getLogger(__name__)
@@ -234,7 +235,7 @@ def push_output_dir(
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
         repo_id = repo_url.repo_id
         if private and not api.repo_info(repo_id).private:
-            raise ValueError(
+            raise RecipeError(
                 f"{repo_id} already exists and is public, but a private push was asked for; nothing was pushed. "
                 "Make the repo private on the Hub first, or push to another repo id."
             )

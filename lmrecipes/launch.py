@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from lmrecipes.errors import RecipeError
+
 
 def use_cpu_when_torchrun_has_no_accelerator() -> None:
     """Make torchrun workers on a CPU-only machine join one gloo process group instead of each training alone.
@@ -24,7 +26,7 @@ def check_world_size(training_args) -> None:
     """Fail loudly if the launcher started N processes but the Trainer sees fewer (each would train alone)."""
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and training_args.world_size != launched:
-        raise RuntimeError(
+        raise RecipeError(
             f"{launched} processes were launched but the Trainer sees a world of {training_args.world_size}: "
             "on a CPU-only machine launch with accelerate_configs/multi_cpu.yaml (or set ACCELERATE_USE_CPU=true)."
         )

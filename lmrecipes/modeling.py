@@ -13,6 +13,7 @@ from transformers import (
     PreTrainedModel,
 )
 
+from lmrecipes.errors import RecipeError
 from lmrecipes.families import FAMILIES, complete_auto_map
 
 _SIZE_FIELDS = (
@@ -76,7 +77,7 @@ class ModelArguments:
 
     def __post_init__(self) -> None:
         if self.model_type not in FAMILIES:
-            raise ValueError(
+            raise RecipeError(
                 f"model_type: unknown family '{self.model_type}', expected one of {sorted(FAMILIES)}"
             )
 
@@ -93,14 +94,18 @@ def build_config(model_args: ModelArguments, tokenizer) -> PretrainedConfig:
     if model_args.dropout is not None:
         sizes.update(dict.fromkeys(FAMILIES[model_args.model_type].dropout_fields, model_args.dropout))
     if tokenizer is None:
-        return AutoConfig.for_model(
-            model_args.model_type, **sizes, vocab_size=model_args.tokenizer_vocab_size
-        )
+        return _new_config(model_args.model_type, **sizes, vocab_size=model_args.tokenizer_vocab_size)
     special = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
     if FAMILIES[model_args.model_type].objective == "causal":
         special |= {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
-    config = AutoConfig.for_model(model_args.model_type, **sizes, **special)
-    return complete_auto_map(config)
+    return complete_auto_map(_new_config(model_args.model_type, **sizes, **special))
+
+
+def _new_config(model_type: str, **fields) -> PretrainedConfig:
+    try:
+        return AutoConfig.for_model(model_type, **fields)
+    except ValueError as error:  # the config's own checks of the recipe's sizes: bad input, not a bug
+        raise RecipeError(str(error)) from error
 
 
 def auto_class_for(model_type: str):
@@ -114,7 +119,7 @@ def build_pretraining_model(model_args: ModelArguments, tokenizer) -> PreTrained
     if model_args.model_name_or_path:
         model = auto_class.from_pretrained(model_args.model_name_or_path, **extra)
         if model.config.model_type != model_args.model_type:
-            raise ValueError(
+            raise RecipeError(
                 f"model_type is '{model_args.model_type}' but {model_args.model_name_or_path} holds a "
                 f"'{model.config.model_type}' model"
             )
@@ -137,7 +142,7 @@ def new_tokens_that_fit(config: PretrainedConfig, prompt_length: int, max_new_to
         return max_new_tokens
     room = limit - prompt_length
     if room < 1:
-        raise ValueError(
+        raise RecipeError(
             f"the prompt has {prompt_length} tokens but the model's max_position_embeddings is {limit}: "
             "nothing can be generated after it; shorten the prompt."
         )

@@ -21,6 +21,7 @@ from datasets import Dataset
 from transformers import BatchEncoding, EvalPrediction, PreTrainedTokenizerBase
 
 from lmrecipes import data
+from lmrecipes.errors import RecipeError
 from lmrecipes.finetuning import FinetuneDataArguments
 from lmrecipes.metrics import load_metric
 
@@ -45,7 +46,7 @@ DROP_REASONS = (
 def _check_columns(column_names: Sequence[str], needed: Sequence[str], what: str) -> None:
     missing = [name for name in needed if name not in column_names]
     if missing:
-        raise ValueError(f"{what} is missing the column(s) {missing}; it has {list(column_names)}.")
+        raise RecipeError(f"{what} is missing the column(s) {missing}; it has {list(column_names)}.")
 
 
 def _max_question_tokens(tokenizer: PreTrainedTokenizerBase, max_seq_length: int, doc_stride: int) -> int:
@@ -71,7 +72,7 @@ def _tokenize_into_windows(
             "(PreTrainedTokenizerFast) for its offset mappings."
         )
     if doc_stride < 0 or max_seq_length <= doc_stride:
-        raise ValueError(
+        raise RecipeError(
             f"Need 0 <= doc_stride < max_seq_length, got doc_stride={doc_stride}, max_seq_length={max_seq_length}."
         )
     # Leading whitespace of some SQuAD questions would only waste window room (as in run_qa.py).
@@ -83,7 +84,7 @@ def _tokenize_into_windows(
     for row, length in enumerate(_question_token_counts(questions, tokenizer)):
         if length > longest:
             example_id = examples["id"][row] if "id" in examples else row
-            raise ValueError(
+            raise RecipeError(
                 f"The question of example {example_id!r} is {length} tokens long, more than the {longest} that "
                 f"max_seq_length={max_seq_length} and doc_stride={doc_stride} leave beside the special tokens and "
                 "a context window. Raise max_seq_length, lower doc_stride, or drop such rows first with "
@@ -144,7 +145,7 @@ def prepare_train_features(
         if not context_tokens:
             example_index = window_to_example[window_index]
             example_id = examples["id"][example_index] if "id" in examples else example_index
-            raise ValueError(
+            raise RecipeError(
                 f"Example {example_id!r} has an empty context; drop such rows first with filter_squad_examples."
             )
         context_start, context_end = context_tokens[0], context_tokens[-1]
@@ -350,7 +351,7 @@ def filter_squad_examples(
     """
     _check_columns(dataset.column_names, SQUAD_COLUMNS, "The SQuAD dataset")
     if tokenizer is not None and max_seq_length is None:
-        raise ValueError("filter_squad_examples: give max_seq_length (and doc_stride) with the tokenizer.")
+        raise RecipeError("filter_squad_examples: give max_seq_length (and doc_stride) with the tokenizer.")
     longest_question = (
         None if tokenizer is None else _max_question_tokens(tokenizer, max_seq_length, doc_stride)
     )
@@ -411,12 +412,12 @@ class QuestionAnsweringArguments:
 
     def __post_init__(self) -> None:
         if not 0 <= self.doc_stride < self.max_seq_length:
-            raise ValueError(
+            raise RecipeError(
                 f"doc_stride must be in [0, max_seq_length={self.max_seq_length}), got {self.doc_stride}"
             )
         for name in ("n_best_size", "max_answer_length"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise RecipeError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 def prepare_validation_features(
@@ -489,7 +490,7 @@ def load_squad_split(
     dataset = data_args.load_split(split)
     missing = [column for column in SQUAD_COLUMNS if column not in dataset.column_names]
     if missing:
-        raise ValueError(
+        raise RecipeError(
             f"split {split!r} lacks the SQuAD column(s) {missing}; it has {dataset.column_names} "
             "(expected id, question, context, answers = {text: [...], answer_start: [...]})"
         )

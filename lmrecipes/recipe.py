@@ -19,11 +19,8 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from lmrecipes.errors import RecipeError
 from lmrecipes.secrets import reject_token_fields
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot be used as written."""
 
 
 def _to_cli(key: str, value: Any) -> list[str]:

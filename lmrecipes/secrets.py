@@ -13,6 +13,8 @@ from typing import Any
 
 import huggingface_hub
 
+from lmrecipes.errors import RecipeError
+
 logger = logging.getLogger(__name__)
 
 # Keys that hold credentials. Compared on the lower-cased key; tokenizer settings such as `pad_token` or
@@ -60,7 +62,7 @@ def reject_token_fields(config: Any, source: str = "recipe") -> None:
     """Raise if a recipe carries a token: it would end up in saved recipes, cards or `training_args.bin`."""
     fields = find_token_fields(config)
     if fields:
-        raise ValueError(
+        raise RecipeError(
             f"{source} sets {', '.join(fields)}: tokens are not accepted there because they would be saved with the "
             "outputs. Remove the field and set the HF_TOKEN environment variable or run `hf auth login` instead."
         )

@@ -17,6 +17,7 @@ from torch.utils.data import Sampler
 from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_utils import has_length
 
+from lmrecipes.errors import RecipeError
 from lmrecipes.families import FAMILIES
 from lmrecipes.training import RecipeTrainer
 
@@ -33,7 +34,7 @@ def parallel_stream_order(num_blocks: int, num_streams: int) -> list[int]:
     is block s*S + t. The last `num_blocks - num_streams * S` blocks are left out.
     """
     if num_streams < 1:
-        raise ValueError(f"num_streams must be >= 1, got {num_streams}.")
+        raise RecipeError(f"num_streams must be >= 1, got {num_streams}.")
     steps = num_blocks // num_streams
     return [stream * steps + step for step in range(steps) for stream in range(num_streams)]
 
@@ -58,24 +59,24 @@ def check_truncated_bptt_arguments(
 ) -> None:
     """Raise a clear error, before any data is prepared, for a setup truncated BPTT cannot run with."""
     if model_type not in TBPTT_MODEL_TYPES:
-        raise ValueError(
+        raise RecipeError(
             f"truncated_bptt: only for recurrent models ({', '.join(TBPTT_MODEL_TYPES)}), "
             f"not model_type {model_type!r}."
         )
     if streaming:
-        raise ValueError(
+        raise RecipeError(
             "truncated_bptt needs the corpus in order, as a map-style dataset: set streaming: false (a stream "
             "has no length to cut into parallel streams, and its shuffle buffer reorders the blocks)."
         )
     if training_args.train_sampling_strategy not in ("random", "sequential"):
-        raise ValueError(
+        raise RecipeError(
             f"truncated_bptt reads the blocks in corpus order, so train_sampling_strategy="
             f"{training_args.train_sampling_strategy!r} cannot apply; leave it unset."
         )
     if not training_args.dataloader_in_order:
-        raise ValueError("truncated_bptt needs the batches in order: set dataloader_in_order: true.")
+        raise RecipeError("truncated_bptt needs the batches in order: set dataloader_in_order: true.")
     if training_args.n_gpu > 1:
-        raise ValueError(
+        raise RecipeError(
             f"truncated_bptt: {training_args.n_gpu} GPUs in one process (DataParallel) would split the batch but "
             "not the carried state; launch one process per GPU with accelerate launch or torchrun."
         )
@@ -119,7 +120,7 @@ class TBPTTTrainer(RecipeTrainer):
         ]
         for name, dataset in named_sets:
             if dataset is not None and not has_length(dataset):
-                raise ValueError(
+                raise RecipeError(
                     f"truncated_bptt needs a map-style {name} dataset in corpus order, got a "
                     f"{type(dataset).__name__} without a length: set streaming: false."
                 )
@@ -161,7 +162,7 @@ class TBPTTTrainer(RecipeTrainer):
             batch_field = (
                 "per_device_train_batch_size" if name == "training" else "per_device_eval_batch_size"
             )
-            raise ValueError(
+            raise RecipeError(
                 f"truncated_bptt: the {name} set has {num_blocks} blocks, fewer than its {num_streams} parallel "
                 f"streams ({batch_field} x processes"
                 f"{' x gradient_accumulation_steps' if name == 'training' else ''}); lower {batch_field} or use "

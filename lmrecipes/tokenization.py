@@ -26,6 +26,8 @@ from typing import Literal
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, TrainingArguments
 
+from lmrecipes.errors import RecipeError
+
 logger = logging.getLogger(__name__)
 
 TokenizerKind = Literal["byte_bpe", "wordpiece"]
@@ -55,7 +57,7 @@ def _byte_bpe(vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers.
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     minimum_size = len(BYTE_BPE_SPECIAL_TOKENS) + len(alphabet)
     if vocab_size < minimum_size:
-        raise ValueError(
+        raise RecipeError(
             f"vocab_size={vocab_size} is too small for a byte-level BPE tokenizer: its {len(BYTE_BPE_SPECIAL_TOKENS)} "
             f"special tokens and {len(alphabet)}-byte alphabet alone need {minimum_size}."
         )
@@ -77,7 +79,7 @@ def _byte_bpe(vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers.
 
 def _wordpiece(vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers.Trainer]:
     if vocab_size <= len(WORDPIECE_SPECIAL_TOKENS):
-        raise ValueError(
+        raise RecipeError(
             f"vocab_size={vocab_size} is too small for a WordPiece tokenizer: its "
             f"{len(WORDPIECE_SPECIAL_TOKENS)} special tokens alone need {len(WORDPIECE_SPECIAL_TOKENS)}, plus the "
             "characters of the corpus."
@@ -110,11 +112,11 @@ def train_tokenizer(
     sequence length); None leaves transformers' "no limit" default.
     """
     if kind not in ("byte_bpe", "wordpiece"):
-        raise ValueError(f"Unknown tokenizer kind {kind!r}; expected 'byte_bpe' or 'wordpiece'.")
+        raise RecipeError(f"Unknown tokenizer kind {kind!r}; expected 'byte_bpe' or 'wordpiece'.")
     if min_frequency < 1:
-        raise ValueError(f"min_frequency must be >= 1, got {min_frequency}.")
+        raise RecipeError(f"min_frequency must be >= 1, got {min_frequency}.")
     if model_max_length is not None and model_max_length < 1:
-        raise ValueError(f"model_max_length must be >= 1, got {model_max_length}.")
+        raise RecipeError(f"model_max_length must be >= 1, got {model_max_length}.")
 
     tokenizer, trainer = (
         _byte_bpe(vocab_size, min_frequency) if kind == "byte_bpe" else _wordpiece(vocab_size, min_frequency)
@@ -130,7 +132,7 @@ def train_tokenizer(
 
     tokenizer.train_from_iterator(batches_noting_text(), trainer=trainer)
     if not seen_text:
-        raise ValueError(
+        raise RecipeError(
             "Cannot train a tokenizer on an empty corpus: the texts given contain no non-empty string."
         )
 
@@ -138,7 +140,7 @@ def train_tokenizer(
     if trained_size > vocab_size:
         # The trainers always keep the special tokens and the whole alphabet (every character of the corpus, and
         # for WordPiece its "##" continuation form too), even past vocab_size.
-        raise ValueError(
+        raise RecipeError(
             f"vocab_size={vocab_size} is too small for this corpus: the special tokens and the alphabet alone "
             f"need {trained_size} entries. Use vocab_size >= {trained_size}."
         )

@@ -25,6 +25,7 @@ from transformers import Seq2SeqTrainer, Trainer, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from lmrecipes.cards import RECIPE_FILENAME, build_model_card, load_recipe, save_recipe
+from lmrecipes.errors import RecipeError
 from lmrecipes.hub import HubPushMixin, prepare_trainer_push, push_trained_model
 from lmrecipes.launch import check_world_size
 from lmrecipes.secrets import scrub_secrets
@@ -126,7 +127,7 @@ def start_run(training_args, recipe: Mapping[str, Any] | None) -> dict[str, floa
     """
     check_world_size(training_args)
     if training_args.per_device_train_batch_size < 1:
-        raise ValueError(
+        raise RecipeError(
             f"per_device_train_batch_size must be >= 1, got {training_args.per_device_train_batch_size}"
         )
     if not torch.accelerator.is_available():
@@ -163,7 +164,7 @@ def check_output_folder(
     """Refuse a folder that holds another recipe's work, naming the fields that differ; return the results of this
     recipe's finished run when there is one; otherwise (a new folder, or this recipe's interrupted run) None."""
     if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"output_dir={str(output_dir)!r} is a file, not a folder")
+        raise RecipeError(f"output_dir={str(output_dir)!r} is a file, not a folder")
     if recipe is None or not _holds_work(output_dir):
         return None
     recorded = load_recipe(output_dir)
@@ -184,7 +185,7 @@ def check_output_folder(
         changes = "; ".join(
             f"{key}: {recorded.get(key)!r} there, {current.get(key)!r} now" for key in differing
         )
-        raise ValueError(
+        raise RecipeError(
             f"output_dir {output_dir} holds the work of another recipe ({changes}): choose another output_dir, or "
             "delete that folder to start over"
         )

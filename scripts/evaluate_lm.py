@@ -9,6 +9,7 @@ Writes `<output folder>/lm_eval_<dataset>_<split>.json`. See lmrecipes/evaluatio
 import logging
 import sys
 
+from lmrecipes.errors import one_line_errors
 from lmrecipes.evaluation import evaluate_checkpoint, parse_evaluation_args
 
 
@@ -31,4 +32,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

@@ -21,6 +21,7 @@ from lmrecipes.classification import (
     prepare_tokenizer,
     tokenize_for_classification,
 )
+from lmrecipes.errors import RecipeError, one_line_errors
 from lmrecipes.finetuning import FinetuneArguments, FinetuneDataArguments
 from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
 from lmrecipes.recipe import parse_recipe
@@ -54,7 +55,7 @@ def main(
     ):
         dataset = data_args.load_split(split)
         if task_args.text_column not in dataset.column_names:
-            raise ValueError(
+            raise RecipeError(
                 f"split {split!r} has no column {task_args.text_column!r} (text_column); its columns are "
                 f"{dataset.column_names}"
             )
@@ -126,14 +127,15 @@ def main(
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    use_cpu_when_torchrun_has_no_accelerator()  # before TrainingArguments reads the environment
-    finetune_args, data_args, task_args, training_args, recipe = parse_recipe(
-        (FinetuneArguments, FinetuneDataArguments, ClassificationArguments, TrainingArguments)
-    )
-    metrics = main(finetune_args, data_args, task_args, training_args, recipe)
-    if training_args.should_save:
-        print(
-            f"eval accuracy {metrics['eval_accuracy']:.4f}, F1 {metrics['eval_f1']:.4f}; "
-            f"model in {training_args.output_dir}"
+    with one_line_errors():
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+        use_cpu_when_torchrun_has_no_accelerator()  # before TrainingArguments reads the environment
+        finetune_args, data_args, task_args, training_args, recipe = parse_recipe(
+            (FinetuneArguments, FinetuneDataArguments, ClassificationArguments, TrainingArguments)
         )
+        metrics = main(finetune_args, data_args, task_args, training_args, recipe)
+        if training_args.should_save:
+            print(
+                f"eval accuracy {metrics['eval_accuracy']:.4f}, F1 {metrics['eval_f1']:.4f}; "
+                f"model in {training_args.output_dir}"
+            )

@@ -15,6 +15,7 @@ from typing import Any
 from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, TrainingArguments
 
 from lmrecipes import finetuning
+from lmrecipes.errors import one_line_errors
 from lmrecipes.finetuning import FinetuneArguments, FinetuneDataArguments
 from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
 from lmrecipes.question_answering import (
@@ -130,14 +131,15 @@ def main(
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    use_cpu_when_torchrun_has_no_accelerator()  # before TrainingArguments reads the environment
-    finetune_args, data_args, task_args, training_args, recipe = parse_recipe(
-        (FinetuneArguments, FinetuneDataArguments, QuestionAnsweringArguments, TrainingArguments)
-    )
-    metrics = main(finetune_args, data_args, task_args, training_args, recipe)
-    if training_args.should_save:
-        print(
-            f"eval exact match {metrics['eval_exact_match']:.2f}, F1 {metrics['eval_f1']:.2f}; "
-            f"model in {training_args.output_dir}"
+    with one_line_errors():
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+        use_cpu_when_torchrun_has_no_accelerator()  # before TrainingArguments reads the environment
+        finetune_args, data_args, task_args, training_args, recipe = parse_recipe(
+            (FinetuneArguments, FinetuneDataArguments, QuestionAnsweringArguments, TrainingArguments)
         )
+        metrics = main(finetune_args, data_args, task_args, training_args, recipe)
+        if training_args.should_save:
+            print(
+                f"eval exact match {metrics['eval_exact_match']:.2f}, F1 {metrics['eval_f1']:.2f}; "
+                f"model in {training_args.output_dir}"
+            )

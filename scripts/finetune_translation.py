@@ -16,6 +16,7 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
 from transformers.dynamic_module_utils import custom_object_save
 
 from lmrecipes import data, finetuning
+from lmrecipes.errors import one_line_errors
 from lmrecipes.finetuning import FinetuneDataArguments
 from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
 from lmrecipes.recipe import parse_recipe
@@ -183,20 +184,21 @@ def main(
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    use_cpu_when_torchrun_has_no_accelerator()  # before TrainingArguments reads the environment
-    model_args, data_args, task_args, training_args, recipe = parse_recipe(
-        (TranslationModelArguments, FinetuneDataArguments, TranslationArguments, Seq2SeqTrainingArguments)
-    )
-    metrics = main(model_args, data_args, task_args, training_args, recipe)
-    if training_args.should_save:
-        scores = [f"eval BLEU {metrics['eval_bleu']:.2f}, chrF {metrics['eval_chrf']:.2f}"]
-        if "test_bleu" in metrics:
-            scores.append(f"test BLEU {metrics['test_bleu']:.2f}, chrF {metrics['test_chrf']:.2f}")
-        print(f"{'; '.join(scores)}; model in {training_args.output_dir}")
-        translations = Path(training_args.output_dir) / TRANSLATIONS_FILENAME.format(split="eval")
-        with open(translations, encoding="utf-8") as handle:
-            example = json.loads(handle.readline())
-        print(f"source:     {example['source']}")
-        print(f"reference:  {example['reference']}")
-        print(f"prediction: {example['prediction']}")
+    with one_line_errors():
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+        use_cpu_when_torchrun_has_no_accelerator()  # before TrainingArguments reads the environment
+        model_args, data_args, task_args, training_args, recipe = parse_recipe(
+            (TranslationModelArguments, FinetuneDataArguments, TranslationArguments, Seq2SeqTrainingArguments)
+        )
+        metrics = main(model_args, data_args, task_args, training_args, recipe)
+        if training_args.should_save:
+            scores = [f"eval BLEU {metrics['eval_bleu']:.2f}, chrF {metrics['eval_chrf']:.2f}"]
+            if "test_bleu" in metrics:
+                scores.append(f"test BLEU {metrics['test_bleu']:.2f}, chrF {metrics['test_chrf']:.2f}")
+            print(f"{'; '.join(scores)}; model in {training_args.output_dir}")
+            translations = Path(training_args.output_dir) / TRANSLATIONS_FILENAME.format(split="eval")
+            with open(translations, encoding="utf-8") as handle:
+                example = json.loads(handle.readline())
+            print(f"source:     {example['source']}")
+            print(f"reference:  {example['reference']}")
+            print(f"prediction: {example['prediction']}")

@@ -14,6 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TextStreamer
 
 from lmrecipes.data import check_tokenizer_fits_model
+from lmrecipes.errors import one_line_errors
 from lmrecipes.modeling import new_tokens_that_fit
 from lmrecipes.recipe import parse_args_with_path  # importing lmrecipes registers the model families
 
@@ -91,4 +92,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

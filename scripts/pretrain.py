@@ -16,6 +16,7 @@ from transformers import AutoTokenizer, TrainingArguments, pipeline
 
 from lmrecipes import data
 from lmrecipes.data import DataArguments
+from lmrecipes.errors import RecipeError, one_line_errors
 from lmrecipes.evaluation import published_metrics
 from lmrecipes.families import FAMILIES
 from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
@@ -45,11 +46,11 @@ def main(
     # Recipe checks: what needs no data fails here, before anything is written
     ###############
     if data_args.streaming and data_args.carves_validation:
-        raise ValueError(
+        raise RecipeError(
             "validation_file: a streamed train_file cannot lend rows to validation, name a validation file"
         )
     if data_args.streaming and training_args.max_steps <= 0:
-        raise ValueError("max_steps: a streamed corpus has no length, so the recipe must set max_steps > 0")
+        raise RecipeError("max_steps: a streamed corpus has no length, so the recipe must set max_steps > 0")
     if model_args.truncated_bptt:
         check_truncated_bptt_arguments(model_args.model_type, data_args.streaming, training_args)
     if not model_args.model_name_or_path:  # sizes, heads and positions, before a tokenizer is trained
@@ -155,12 +156,13 @@ def sample(output_dir: str | Path, prompt: str, max_new_tokens: int = 60, seed: 
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    use_cpu_when_torchrun_has_no_accelerator()  # before TrainingArguments reads the environment
-    model_args, data_args, training_args, recipe = parse_recipe(
-        (ModelArguments, DataArguments, TrainingArguments)
-    )
-    metrics = main(model_args, data_args, training_args, recipe)
-    if training_args.should_save:
-        print(f"eval perplexity {metrics['eval_perplexity']:.2f}; model in {training_args.output_dir}")
-        print("sample:", sample(training_args.output_dir, prompt="The"))
+    with one_line_errors():
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+        use_cpu_when_torchrun_has_no_accelerator()  # before TrainingArguments reads the environment
+        model_args, data_args, training_args, recipe = parse_recipe(
+            (ModelArguments, DataArguments, TrainingArguments)
+        )
+        metrics = main(model_args, data_args, training_args, recipe)
+        if training_args.should_save:
+            print(f"eval perplexity {metrics['eval_perplexity']:.2f}; model in {training_args.output_dir}")
+            print("sample:", sample(training_args.output_dir, prompt="The"))

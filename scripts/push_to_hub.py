@@ -15,6 +15,7 @@ import argparse
 import logging
 import sys
 
+from lmrecipes.errors import one_line_errors
 from lmrecipes.hub import DEFAULT_COMMIT_MESSAGE, HubTokenError, NotSelfContainedError, push_output_dir
 
 
@@ -39,4 +40,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with one_line_errors():
+        sys.exit(main())

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from transformers import HfArgumentParser
 
 from lmrecipes.data import DataArguments, batch_iterator, load_text_dataset
+from lmrecipes.errors import RecipeError, one_line_errors
 from lmrecipes.families import FAMILIES
 from lmrecipes.tokenization import train_tokenizer
 
@@ -51,11 +52,11 @@ class TokenizerTrainingArguments:
 
     def __post_init__(self) -> None:
         if (self.model_type is None) == (self.kind is None):
-            raise ValueError("Give exactly one of --model_type and --kind.")
+            raise RecipeError("Give exactly one of --model_type and --kind.")
         if self.kind is None:
             self.kind = FAMILIES[self.model_type].tokenizer_kind
         if self.max_texts is not None and self.max_texts < 1:
-            raise ValueError(f"max_texts must be >= 1 when given, got {self.max_texts}.")
+            raise RecipeError(f"max_texts must be >= 1 when given, got {self.max_texts}.")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,4 +89,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    with one_line_errors():
+        main(sys.argv[1:])

@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from lmrecipes import data
+from lmrecipes.errors import RecipeError
 from lmrecipes.families import FAMILIES, complete_auto_map
 from lmrecipes.modeling import ModelArguments, build_config, max_positions
 from lmrecipes.tokenization import reuse_or_train_tokenizer, train_tokenizer
@@ -137,7 +138,7 @@ def decoder_start_token_id(target_tokenizer: PreTrainedTokenizerBase) -> int:
     if token_id is None:
         token_id = target_tokenizer.eos_token_id
     if token_id is None:
-        raise ValueError("the target tokenizer has neither a bos nor an eos token to start decoding from")
+        raise RecipeError("the target tokenizer has neither a bos nor an eos token to start decoding from")
     return token_id
 
 
@@ -192,7 +193,7 @@ def build_translation_model(
             ("decoder", model_args.decoder_name_or_path, model.config.decoder, DECODER_FAMILY),
         ):
             if config.model_type != family:
-                raise ValueError(
+                raise RecipeError(
                     f"{role}_name_or_path={path!r} holds a {config.model_type!r} model; the {role} must be {family}"
                 )
         complete_auto_map(model.config.encoder)
@@ -254,13 +255,13 @@ def generation_settings(
 ) -> tuple[int, int]:
     """(num_beams, max_length) of the scored decoding; max_length counts the decoder start token."""
     if not training_args.predict_with_generate:
-        raise ValueError(
+        raise RecipeError(
             "predict_with_generate must be true: BLEU and chrF score the generated translations, not the logits"
         )
     num_beams = training_args.generation_num_beams or 1
     max_length = training_args.generation_max_length or task_args.max_target_length + 1
     if num_beams < 1 or max_length < 2:
-        raise ValueError(
+        raise RecipeError(
             f"generation_num_beams must be >= 1 and generation_max_length >= 2, got {num_beams}, {max_length}"
         )
     return num_beams, max_length

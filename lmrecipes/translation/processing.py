@@ -15,6 +15,7 @@ from transformers import (
 )
 
 from lmrecipes import data
+from lmrecipes.errors import MissingFileError, RecipeError
 from lmrecipes.finetuning import EarlyStoppingArguments, FinetuneDataArguments
 
 logger = logging.getLogger(__name__)
@@ -93,12 +94,12 @@ class TranslationModelArguments(EarlyStoppingArguments):
         }
         missing = {"encoder_name_or_path", "decoder_name_or_path"} - paths.keys()
         if missing and (paths or not self.from_scratch):
-            raise ValueError(
+            raise RecipeError(
                 f"{' and '.join(sorted(missing))}: name the pretrained mini_bert (encoder) and mini_gpt "
                 "(decoder) output folders, or set from_scratch: true with neither"
             )
         if self.shared_tokenizer and not self.trains_tokenizers:
-            raise ValueError(
+            raise RecipeError(
                 "shared_tokenizer only applies to from_scratch without pretrained folders (otherwise the folders' "
                 "tokenizers are used)"
             )
@@ -141,12 +142,12 @@ class TranslationArguments:
 
     def __post_init__(self) -> None:
         if self.source_lang == self.target_lang:
-            raise ValueError(f"source_lang and target_lang are both {self.source_lang!r}")
+            raise RecipeError(f"source_lang and target_lang are both {self.source_lang!r}")
         for name in ("max_source_length", "max_target_length"):
             if getattr(self, name) < 2:
-                raise ValueError(f"{name} must be >= 2, got {getattr(self, name)}")
+                raise RecipeError(f"{name} must be >= 2, got {getattr(self, name)}")
         if self.test_file is not None and not os.path.isfile(self.test_file):
-            raise FileNotFoundError(f"test_file={self.test_file!r} does not exist or is not a file.")
+            raise MissingFileError(f"test_file={self.test_file!r} does not exist or is not a file.")
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -165,7 +166,7 @@ def load_pairs(data_args: FinetuneDataArguments, task_args: TranslationArguments
         keys = sorted((dataset[0]["translation"] or {}).keys()) if len(dataset) else []
         missing = [lang for lang in languages if lang not in keys]
         if missing:
-            raise ValueError(
+            raise RecipeError(
                 f"split {split!r} has no text for {missing} (source_lang/target_lang): its `translation` column "
                 f"holds {keys}"
             )
@@ -176,7 +177,7 @@ def load_pairs(data_args: FinetuneDataArguments, task_args: TranslationArguments
         )
     missing = [lang for lang in languages if lang not in dataset.column_names]
     if missing:
-        raise ValueError(
+        raise RecipeError(
             f"split {split!r} has no text for {missing} (source_lang/target_lang): its columns are {columns}; "
             "expected one column per language or a `translation` column of {language: text}"
         )
@@ -190,7 +191,7 @@ def target_label_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -
     by the model or the collator), not into the labels.
     """
     if tokenizer.eos_token_id is None:
-        raise ValueError("the target tokenizer has no eos token: the decoder could not learn where to stop")
+        raise RecipeError("the target tokenizer has no eos token: the decoder could not learn where to stop")
     encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     return [ids + [tokenizer.eos_token_id] for ids in encoded]
 
