@@ -1,8 +1,12 @@
-"""Making `accelerate launch` start the processes a recipe's accelerate config asks for, on CPUs too."""
+"""Making `accelerate launch` start the processes a recipe's accelerate config asks for, on CPUs too, and stop them
+with it."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 
 import torch
 
@@ -30,3 +34,24 @@ def check_world_size(training_args) -> None:
             f"{launched} processes were launched but the Trainer sees a world of {training_args.world_size}: "
             "on a CPU-only machine launch with accelerate_configs/multi_cpu.yaml (or set ACCELERATE_USE_CPU=true)."
         )
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_launcher() -> None:
+    """Make this worker end when the `accelerate launch` (or torchrun) process that started it dies, even by kill -9.
+
+    Neither launcher can pass on a SIGKILL, so its workers would train on, sharing the output folder with the run
+    restarted there. Linux lets a child ask for a signal on its parent's death (prctl PR_SET_PDEATHSIG); elsewhere
+    this does nothing. A process started by hand (python scripts/..., nohup) is left alone.
+    """
+    launched = "ACCELERATE_MIXED_PRECISION" in os.environ or "LOCAL_RANK" in os.environ
+    if not launched or not sys.platform.startswith("linux"):
+        return
+    launcher = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        return  # not allowed here (a sandbox): the workers then outlive their launcher as before
+    if os.getppid() != launcher:  # the launcher died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -19,20 +19,27 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: no folder lock
+    fcntl = None
+
 import torch
 import yaml
 from transformers import Seq2SeqTrainer, Trainer, set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_pt_utils import nested_gather
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from lmrecipes.cards import RECIPE_FILENAME, build_model_card, load_recipe, save_recipe
 from lmrecipes.errors import RecipeError
 from lmrecipes.hub import HubPushMixin, prepare_trainer_push, push_trained_model
-from lmrecipes.launch import check_world_size
+from lmrecipes.launch import check_world_size, die_with_launcher
 from lmrecipes.secrets import scrub_secrets
 
 logger = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "checkpoint_complete"
+LOSS_RECORD_FILENAME = "train_loss_sum.json"  # in each checkpoint: the losses of the steps before it
 _CHECKPOINT_RE = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 
@@ -49,6 +56,7 @@ class SafeTrainingMixin:
     """Stops on a non-finite loss, marks checkpoints complete, and (for language models) logs perplexity."""
 
     nonfinite_loss_step: int | None = None
+    _loss_sum_before_resume: float | None = 0.0  # the losses of the steps a resumed run does not train again
 
     def __init__(self, *args, report_perplexity: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
@@ -73,19 +81,65 @@ class SafeTrainingMixin:
         super().log(logs, *args, **kwargs)
 
     def _save_checkpoint(self, model, trial) -> None:
-        super()._save_checkpoint(model, trial)
+        # The Trainer deletes checkpoints beyond save_total_limit at the end of its save, before ours is marked
+        # complete: a crash then would leave no complete checkpoint. Rotate only once the new one is complete.
+        save_total_limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = save_total_limit
         # Every process writes part of a checkpoint (its RNG state at least): mark it complete only once all are done.
         self.accelerator.wait_for_everyone()
+        loss_sum = self._whole_run_loss_sum()  # on every process: it gathers
         if self.args.should_save:
-            folder = (
-                Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
+            run_dir = Path(self._get_output_dir(trial=trial))
+            folder = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            write_loss_record(folder, self.state.global_step, loss_sum)
             mark_checkpoint_complete(folder)
+            rotate_checkpoints(
+                output_dir=str(run_dir),
+                save_total_limit=save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
 
-    def train(self, *args, **kwargs):
+    def _whole_run_loss_sum(self) -> float | None:
+        """The sum of the per-step training losses since step 0, across resumes (None if a resume lost the count).
+
+        Called on every process: the part not yet logged is averaged over processes as the Trainer's logs do.
+        """
+        not_logged = nested_gather(self._tr_loss, self.args.parallel_mode).mean().item()
+        if self._loss_sum_before_resume is None:
+            return None
+        return self._loss_sum_before_resume + self._total_loss_scalar + not_logged
+
+    def _finalize_training(self, trial, num_train_samples, start_time):
+        # The Trainer's train_loss averages only the steps of this `train()` call, so after a resume it would
+        # describe part of the run: fold in the earlier steps' losses so that it is the whole run's mean.
+        resumed_steps = self._initial_global_step
+        if (
+            resumed_steps
+            and self._loss_sum_before_resume is not None
+            and self.state.global_step > resumed_steps
+        ):
+            whole_sum = self._loss_sum_before_resume + self._total_loss_scalar + self._tr_loss.item()
+            self._tr_loss -= self._tr_loss
+            steps_now = self.state.global_step - resumed_steps
+            self._total_loss_scalar = whole_sum * steps_now / self.state.global_step  # / steps_now = mean
+        return super()._finalize_training(trial, num_train_samples, start_time)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         # The default filter replaces a NaN/inf loss by the running mean in the logs, which would hide it from `log`.
         self.args.logging_nan_inf_filter = False
-        result = super().train(*args, **kwargs)
+        self._loss_sum_before_resume = 0.0
+        if isinstance(resume_from_checkpoint, str):  # our scripts always name the checkpoint
+            self._loss_sum_before_resume = read_loss_record(Path(resume_from_checkpoint))
+            if self._loss_sum_before_resume is None:
+                logger.warning(
+                    "%s has no record of the earlier steps' losses: train_loss will cover the resumed steps only",
+                    resume_from_checkpoint,
+                )
+        result = super().train(resume_from_checkpoint, *args, **kwargs)
         if self.nonfinite_loss_step is not None:
             raise NonFiniteLossError(
                 f"training stopped: non-finite loss at step {self.nonfinite_loss_step}. The last complete checkpoint "
@@ -126,6 +180,7 @@ def start_run(training_args, recipe: Mapping[str, Any] | None) -> dict[str, floa
     to do), else None. Nothing is written: a recipe that fails its checks leaves no output folder behind.
     """
     check_world_size(training_args)
+    die_with_launcher()  # a killed `accelerate launch` takes its workers with it, freeing the folder
     if training_args.per_device_train_batch_size < 1:
         raise RecipeError(
             f"per_device_train_batch_size must be >= 1, got {training_args.per_device_train_batch_size}"
@@ -134,16 +189,46 @@ def start_run(training_args, recipe: Mapping[str, Any] | None) -> dict[str, floa
         training_args.dataloader_pin_memory = False  # pinning is for host-to-GPU copies; on CPU torch warns
     set_seed(training_args.seed)
     prepare_trainer_push(training_args)  # a push without a token fails now, not after training
+    if training_args.should_save:
+        hold_output_folder(Path(training_args.output_dir))
     return check_output_folder(Path(training_args.output_dir), recipe, training_args)
 
 
+_held_folders: dict[Path, int] = {}  # output folder -> the open descriptor whose lock this process holds
+
+
+def hold_output_folder(output_dir: Path) -> None:
+    """Lock an existing output folder for this run, or stop if another run holds it.
+
+    The lock (flock on the folder itself, so nothing is written into it) ends with the process however it ends,
+    kill -9 included; it is advisory and where the platform has no flock (Windows) there is none.
+    """
+    if fcntl is None or not output_dir.is_dir() or output_dir.resolve() in _held_folders:
+        return
+    descriptor = os.open(output_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise RecipeError(
+            f"output_dir {output_dir} is in use by another run that is still going (or its workers are): wait for "
+            "it to end, stop it, or choose another output_dir"
+        ) from None
+    _held_folders[output_dir.resolve()] = descriptor
+
+
 def record_recipe(training_args, recipe: Mapping[str, Any] | None) -> None:
-    """Put the recipe on record (recipe.yaml) before the run's first file, so that all it writes is tied to it.
+    """Create the output folder, hold it for this run, and put the recipe on record (recipe.yaml) before the run's
+    first file, so that all it writes is tied to it.
 
     Never rewritten once the run has written anything else: a resume keeps the record of the run it continues.
     """
+    if not training_args.should_save:
+        return
     recipe_file = Path(training_args.output_dir) / RECIPE_FILENAME
-    if recipe is None or not training_args.should_save:
+    recipe_file.parent.mkdir(parents=True, exist_ok=True)
+    hold_output_folder(recipe_file.parent)
+    if recipe is None:
         return
     if not recipe_file.is_file() or not _holds_work(recipe_file.parent):
         save_recipe(recipe_file.parent, recipe)
@@ -253,6 +338,20 @@ def train_evaluate_and_save(
         build_model_card(output_dir, recipe, repo_id=args.hub_model_id, tags=card_tags)
     push_trained_model(trainer)
     return metrics
+
+
+def write_loss_record(folder: Path, step: int, loss_sum: float | None) -> None:
+    """Keep the sum of the training losses so far in the checkpoint, for a resumed run's whole-run train_loss."""
+    if loss_sum is not None:
+        record = {"global_step": step, "train_loss_sum": loss_sum}
+        (folder / LOSS_RECORD_FILENAME).write_text(json.dumps(record) + "\n", encoding="utf-8")
+
+
+def read_loss_record(checkpoint: Path) -> float | None:
+    record = checkpoint / LOSS_RECORD_FILENAME
+    if not record.is_file():
+        return None  # a checkpoint written before the record existed
+    return float(json.loads(record.read_text(encoding="utf-8"))["train_loss_sum"])
 
 
 def mark_checkpoint_complete(folder: Path) -> None:

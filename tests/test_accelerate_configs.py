@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -292,3 +294,48 @@ def test_cpu_config_starts_one_process(tmp_path):
     assert report["trainer"]["world_size"] == 1
     assert report["trainer"]["device"] == "cpu"
     assert report["trainer"]["parallel_mode"] == "NOT_PARALLEL"
+
+
+@pytest.mark.parametrize("config_name", ["cpu.yaml", "multi_cpu.yaml"])
+def test_workers_die_with_a_killed_launcher(config_name, tmp_path):
+    """kill -9 of `accelerate launch` cannot be passed on by the launcher: the workers must end by themselves, or a
+    restarted run would share the output folder with them."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("ACCELERATE_USE_CPU", None)
+    command = [str(ACCELERATE), "launch", "--config_file", f"accelerate_configs/{config_name}", str(PROBE)]
+    launcher = subprocess.Popen(
+        [*command, str(tmp_path), "--linger", "120"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    expected = EXPECTED_CONFIGS[config_name][1]
+    try:
+        deadline = time.monotonic() + 90
+        while len(list(tmp_path.glob("probe-*.json"))) < expected and time.monotonic() < deadline:
+            assert launcher.poll() is None, "the launcher ended before its workers reported"
+            time.sleep(0.2)
+        workers = [json.loads(path.read_text())["pid"] for path in tmp_path.glob("probe-*.json")]
+        assert len(workers) == expected
+    finally:
+        launcher.kill()  # SIGKILL: nothing in the launcher runs after this
+        launcher.wait()
+
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    survivors = [pid for pid in workers if _alive(pid)]
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)  # leave no stray process behind a failed test
+    assert not survivors, f"workers {survivors} outlived their launcher"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A dead child not yet reaped by its (dead) parent's reaper is a zombie: it no longer runs.
+    status = Path(f"/proc/{pid}/status")
+    return not (status.is_file() and "\nState:\tZ" in status.read_text())

@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 
 import torch
 
 # The same call the lmrecipes scripts make before building TrainingArguments (see lmrecipes/launch.py).
-from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
+from lmrecipes.launch import die_with_launcher, use_cpu_when_torchrun_has_no_accelerator
 
 LAUNCHER_ENV = (
     "RANK",
@@ -132,6 +133,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path, help="folder where each process writes probe-<pid>.json")
     parser.add_argument("--train", action="store_true", help="also run a few DDP Trainer steps")
+    parser.add_argument(
+        "--linger",
+        type=float,
+        default=0,
+        help="after the report, ask to die with the launcher and sleep so long",
+    )
     args = parser.parse_args()
 
     use_cpu_when_torchrun_has_no_accelerator()
@@ -142,7 +149,10 @@ def main() -> None:
         report["train"] = train_report(args.out_dir)
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    if args.linger:
+        die_with_launcher()
     (args.out_dir / f"probe-{os.getpid()}.json").write_text(json.dumps(report, indent=2))
+    time.sleep(args.linger)
 
 
 if __name__ == "__main__":
