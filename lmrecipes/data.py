@@ -26,6 +26,7 @@ import datasets
 import pyarrow
 import pyarrow.compute as pc
 from datasets import Dataset, IterableDataset
+from datasets.exceptions import DatasetGenerationError
 from transformers import DataCollatorForLanguageModeling, PretrainedConfig, PreTrainedTokenizerBase
 
 from lmrecipes.errors import MissingFileError, RecipeError
@@ -203,18 +204,21 @@ class DatasetArguments:
             flag = {self.train_split: "train_file", self.eval_split: "validation_file"}.get(split)
             hint = f"set {flag}" if flag else f"local files only give the splits {sorted(files)}"
             raise RecipeError(f"No local file for split {split!r}: {hint}.")
-        return load_data_file(files[split], split, self.FILE_BUILDERS, streaming=streaming)
+        name = {self.train_split: "train_file", self.eval_split: "validation_file"}[split]
+        return load_data_file(files[split], split, self.FILE_BUILDERS, streaming=streaming, name=name)
 
     def _carve(self, split: str, streaming: bool) -> Dataset | IterableDataset:
         if streaming and split == self.train_split:
-            return load_data_file(self.train_file, split, self.FILE_BUILDERS, streaming=True)
+            return load_data_file(
+                self.train_file, split, self.FILE_BUILDERS, streaming=True, name="train_file"
+            )
         if streaming:
             raise RecipeError(
                 "streaming reads train_file as it comes, so no validation split can be cut from it: set "
                 "validation_file"
             )
         percent = self.validation_split_percentage
-        rows = load_data_file(self.train_file, "train", self.FILE_BUILDERS)
+        rows = load_data_file(self.train_file, "train", self.FILE_BUILDERS, name="train_file")
         cut = round(len(rows) * percent / 100)
         if split == self.train_split:
             return rows.select(range(cut, len(rows))) if cut < len(rows) else rows
@@ -233,15 +237,43 @@ class DatasetArguments:
 
 
 def load_data_file(
-    path: str, split: str, file_builders: Mapping[str, str], *, streaming: bool = False
+    path: str,
+    split: str,
+    file_builders: Mapping[str, str],
+    *,
+    streaming: bool = False,
+    name: str = "file",
 ) -> Dataset | IterableDataset:
-    """A local file as one split, read by the `datasets` builder its extension names."""
+    """A local file as one split, read by the `datasets` builder its extension names.
+
+    `name` is the recipe field that gave the file (train_file, ...): an empty, row-less or unreadable file fails in
+    one line naming it, where `datasets` would say "An error occurred while generating the dataset" without a name.
+    """
     builder = file_builders[os.path.splitext(path)[1].lower()]
+    where = f"{name}={path!r}"
+    if os.path.getsize(path) == 0:
+        raise RecipeError(f"{where} is empty (0 bytes): it holds no rows.")
     # Plain text: keep each line's "\n" so documents read on across lines (see build_lm_dataset on separators).
     builder_kwargs = {"keep_linebreaks": True} if builder == "text" else {}
-    return datasets.load_dataset(
-        builder, data_files={split: path}, split=split, streaming=streaming, **builder_kwargs
-    )
+    try:
+        return datasets.load_dataset(
+            builder, data_files={split: path}, split=split, streaming=streaming, **builder_kwargs
+        )
+    except (DatasetGenerationError, ValueError) as error:  # pandas, pyarrow and json errors are ValueErrors
+        reason = _root_cause(error)
+        if "corresponds to no data" in reason:  # datasets' words for a split of 0 rows
+            problem = {"csv": "has a header but no rows", "json": "holds no records"}.get(
+                builder, "holds no rows"
+            )
+            raise RecipeError(f"{where} {problem}.") from error
+        raise RecipeError(f"{where} cannot be read as {builder}: {reason}") from error
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost error's message, on one line: DatasetGenerationError hides the reason in its cause."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 @dataclass
@@ -415,13 +447,21 @@ def check_tokenizer_fits_model(tokenizer: PreTrainedTokenizerBase, config: Pretr
     """Raise if the tokenizer can produce ids the model's embedding has no row for.
 
     Also warns when the config's pad/bos/eos ids disagree with the tokenizer's (loss masking and generation would
-    use the wrong token).
+    use the wrong token). Each side loaded from a folder is named by it (`name_or_path`, set by from_pretrained).
     """
     tokenizer_size = len(tokenizer)  # includes added tokens, unlike tokenizer.vocab_size
     if tokenizer_size > config.vocab_size:
+        tokenizer_from = f" of {tokenizer.name_or_path!r}" if tokenizer.name_or_path else ""
+        model_from = f" (model of {config.name_or_path!r})" if config.name_or_path else ""
+        hint = (
+            "use the tokenizer the model was trained with"
+            if config.name_or_path
+            else f"set vocab_size >= {tokenizer_size} in the model config (or train a smaller tokenizer)"
+        )
         raise RecipeError(
-            f"The tokenizer has {tokenizer_size} tokens but the model's vocab_size is {config.vocab_size}: "
-            f"set vocab_size >= {tokenizer_size} in the model config (or train a smaller tokenizer)."
+            f"The tokenizer{tokenizer_from} has {tokenizer_size} tokens but the model's vocab_size is "
+            f"{config.vocab_size}{model_from}: ids {config.vocab_size} to {tokenizer_size - 1} have no embedding "
+            f"row; {hint}."
         )
     for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
         config_id, tokenizer_id = getattr(config, name, None), getattr(tokenizer, name, None)

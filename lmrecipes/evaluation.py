@@ -25,7 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from lmrecipes import data
 from lmrecipes.errors import RecipeError
 from lmrecipes.families import is_masked_lm
-from lmrecipes.modeling import max_positions
+from lmrecipes.modeling import load_pretrained, max_positions
 
 logger = logging.getLogger(__name__)
 
@@ -509,7 +509,7 @@ def evaluate_checkpoint(args: EvaluationArguments) -> tuple[dict, Path]:
 
     import lmrecipes  # noqa: F401  (registers the model families with the Auto classes)
 
-    config = AutoConfig.from_pretrained(args.model_path)
+    config = load_pretrained(AutoConfig, args.model_path, "model_path")
     if is_masked_lm(config):
         raise RecipeError(
             f"{args.model_path} holds a {config.model_type} model, a masked LM: it has no perplexity or bits per "
@@ -521,9 +521,11 @@ def evaluate_checkpoint(args: EvaluationArguments) -> tuple[dict, Path]:
     texts = load_split_texts(args.dataset_name, args.dataset_config_name, args.split, text_column)
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(args.model_path)
+    tokenizer = load_pretrained(AutoTokenizer, args.model_path, "model_path")
     # float32 whatever the checkpoint was saved in: the scores should not depend on half-precision rounding.
-    model = AutoModelForCausalLM.from_pretrained(args.model_path, dtype=torch.float32).to(device)
+    model = load_pretrained(AutoModelForCausalLM, args.model_path, "model_path", dtype=torch.float32).to(
+        device
+    )
     data.check_tokenizer_fits_model(tokenizer, model.config)
     scores = score_texts(
         model,

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from transformers import (
+    AutoConfig,
     AutoTokenizer,
     EarlyStoppingCallback,
     PretrainedConfig,
     PreTrainedModel,
+    PreTrainedTokenizerBase,
     TrainerCallback,
     TrainingArguments,
 )
@@ -25,7 +27,7 @@ from transformers.trainer_utils import IntervalStrategy
 from lmrecipes import data
 from lmrecipes.errors import RecipeError
 from lmrecipes.families import complete_auto_map
-from lmrecipes.modeling import max_positions
+from lmrecipes.modeling import load_pretrained, max_positions
 
 logger = logging.getLogger(__name__)
 
@@ -71,18 +73,16 @@ class FinetuneArguments(EarlyStoppingArguments):
 def load_for_finetuning(auto_class, args: FinetuneArguments, **model_kwargs: Any) -> PreTrainedModel:
     """The pretrained model with a new task head, or the same architecture freshly initialised."""
     if args.from_scratch:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(args.model_name_or_path, **model_kwargs)
+        config = load_pretrained(AutoConfig, args.model_name_or_path, "model_name_or_path", **model_kwargs)
         model = auto_class.from_config(config)
     else:
-        model = auto_class.from_pretrained(args.model_name_or_path, **model_kwargs)
+        model = load_pretrained(auto_class, args.model_name_or_path, "model_name_or_path", **model_kwargs)
     complete_auto_map(model.config)
     return model
 
 
-def load_tokenizer(args: FinetuneArguments, **kwargs: Any):
-    return AutoTokenizer.from_pretrained(args.model_name_or_path, **kwargs)
+def load_tokenizer(args: FinetuneArguments, **kwargs: Any) -> PreTrainedTokenizerBase:
+    return load_pretrained(AutoTokenizer, args.model_name_or_path, "model_name_or_path", **kwargs)
 
 
 def early_stopping(args: EarlyStoppingArguments, training_args: TrainingArguments) -> list[TrainerCallback]:

@@ -11,19 +11,26 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import huggingface_hub
-from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, constants
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from transformers.trainer_utils import HubStrategy, SaveStrategy
 from transformers.utils.hub import PushInProgress
 
 from lmrecipes import cards
 from lmrecipes.errors import RecipeError
 from lmrecipes.secrets import scrub_training_args
+from lmrecipes.tokenization import TOKENIZER_FILES
+
+try:  # the transport errors of huggingface_hub's HTTP client: httpx2 from huggingface_hub 2, httpx in 1.x
+    from httpx2 import TransportError
+except ImportError:
+    from httpx import TransportError
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +39,6 @@ DEFAULT_COMMIT_MESSAGE = "Upload model trained with lmrecipes"
 # Training state that only `Trainer(resume_from_checkpoint=...)` needs. These are pickles: a downloaded model must
 # not ask anyone to unpickle them, so they are never pushed.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
 
 
 class HubTokenError(RuntimeError):
@@ -41,6 +47,28 @@ class HubTokenError(RuntimeError):
 
 class NotSelfContainedError(ValueError):
     """The folder would not load from the Hub with the Auto classes and `trust_remote_code=True`."""
+
+
+class HubUnreachableError(RecipeError):
+    """The Hub endpoint (HF_ENDPOINT) cannot be reached: offline mode, no network, or no server there."""
+
+
+@contextmanager
+def reaching_the_hub(
+    endpoint: str, outcome: str = "nothing was pushed (local files are unchanged)"
+) -> Iterator[None]:
+    """Turn the client's connection errors (an httpx ConnectError, a timeout, offline mode) into one line that names
+    the endpoint and says what happened (`outcome`); other errors pass unchanged."""
+    try:
+        yield
+    except (ConnectionError, TransportError) as error:  # OfflineModeIsEnabled is a ConnectionError
+        if isinstance(error, OfflineModeIsEnabled):
+            reason = "offline mode is on (HF_HUB_OFFLINE is set)"
+        else:
+            reason = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        raise HubUnreachableError(
+            f"Cannot reach the Hub at {endpoint} (HF_ENDPOINT): {reason}; {outcome}."
+        ) from error
 
 
 # --------------------------------------------------------------------------------------------- token
@@ -213,12 +241,11 @@ def push_output_dir(
     require_self_contained(folder)
 
     api = HfApi(token=token)
-    user = _authenticated_user(api)
-    if "/" not in repo_id:
-        repo_id = f"{user}/{repo_id}"
-
     sources: dict[str, Path] = {relative: folder / relative for relative in files_to_push(folder)}
-    with tempfile.TemporaryDirectory(prefix="lmrecipes-card-") as staging:
+    with reaching_the_hub(api.endpoint), tempfile.TemporaryDirectory(prefix="lmrecipes-card-") as staging:
+        user = _authenticated_user(api)
+        if "/" not in repo_id:
+            repo_id = f"{user}/{repo_id}"
         if cards.should_rebuild_card(folder):
             card_files = cards.build_model_card_for_folder(folder, repo_id=repo_id, save_dir=staging)
             sources.update(card_files)
@@ -269,14 +296,17 @@ def prepare_trainer_push(args: Any) -> None:
 class HubPushMixin:
     """Trainer additions that keep the Trainer's own pushes (`push_to_hub` with any `hub_strategy`) lmrecipes-shaped.
 
-    Mix in before `Trainer`: `class RecipeTrainer(HubPushMixin, Trainer)`. Three gaps of Trainer 5.x are closed:
+    Mix in before `Trainer`: `class RecipeTrainer(HubPushMixin, Trainer)`. Four gaps of Trainer 5.x are closed:
     - its pushes upload pickles (training_args.bin; optimizer, scheduler and RNG state with hub_strategy
       checkpoint): only `files_to_push` go;
     - before a checkpoint push, the Trainer copies only weights, config and tokenizer from the checkpoint to the
       output folder it pushes, so the repo root lacks the remote code files until the end of training: they are
       copied too, and every intermediate commit loads with `trust_remote_code=True`;
     - `Trainer.push_to_hub` (which `save_model` calls when `push_to_hub` is set) writes its own model card over
-      README.md: the lmrecipes card is written instead, from the files in the output folder.
+      README.md: the lmrecipes card is written instead, from the files in the output folder;
+    - a Hub it cannot reach raises the client's connection error: `Trainer.__init__` (which creates the repo) fails
+      in one line instead (HubUnreachableError), and `push_to_hub` logs it and returns None, so that a run whose
+      network drops still writes its results and card before `push_trained_model` reports it.
     """
 
     # Trainer 5.x uploads whole folders (training_args.bin, and with hub_strategy checkpoint the optimizer,
@@ -317,6 +347,11 @@ class HubPushMixin:
         else:
             self.push_in_progress.jobs.extend(jobs)
 
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        # Trainer.__init__ creates the repo: an unreachable Hub fails there in one line, before any training.
+        with reaching_the_hub(constants.ENDPOINT, "nothing was pushed and training has not started"):
+            super().init_hf_repo(token=token, private=private)
+
     def push_to_hub(
         self,
         commit_message: str | None = "End of training",
@@ -330,9 +365,20 @@ class HubPushMixin:
             return None
         self.create_model_card()
         self._finish_current_push()
-        return self._upload_safe_files(
-            Path(self.args.output_dir), commit_message, blocking=blocking, token=token, revision=revision
-        )
+        try:
+            with reaching_the_hub(constants.ENDPOINT, "the final push will try again"):
+                return self._upload_safe_files(
+                    Path(self.args.output_dir),
+                    commit_message,
+                    blocking=blocking,
+                    token=token,
+                    revision=revision,
+                )
+        except HubUnreachableError as error:
+            # trainer.save_model() pushes too, before the evaluation, results and card are written: failing here
+            # would leave them unwritten. push_trained_model, after them, pushes again and fails in one line.
+            logger.warning("%s", error)
+            return None
 
     def _upload_safe_files(
         self,
@@ -382,10 +428,16 @@ def push_trained_model(trainer: Any, commit_message: str = "End of training") ->
             if error is not None:
                 logger.warning("A checkpoint push failed (%s); the final push goes on.", type(error).__name__)
     repo_id = trainer.hub_model_id or args.hub_model_id or Path(args.output_dir).absolute().name
-    return push_output_dir(
-        args.output_dir,
-        repo_id,
-        private=bool(args.hub_private_repo),
-        commit_message=commit_message,
-        revision=args.hub_revision,
-    )
+    try:
+        return push_output_dir(
+            args.output_dir,
+            repo_id,
+            private=bool(args.hub_private_repo),
+            commit_message=commit_message,
+            revision=args.hub_revision,
+        )
+    except HubUnreachableError as error:  # the run's work is all on disk: say how to push it later
+        raise HubUnreachableError(
+            f"{error} The output folder {args.output_dir} is complete: push it with `python scripts/push_to_hub.py "
+            f"{args.output_dir} {repo_id}` once the Hub can be reached."
+        ) from error

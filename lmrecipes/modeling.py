@@ -1,20 +1,31 @@
-"""Building a model of any family from the size fields of a recipe, or loading one to continue from."""
+"""Building a model of any family from the size fields of a recipe, or loading one to continue from; loading the
+folders a recipe names (`load_pretrained`) with one-line errors."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
+from safetensors import SafetensorError, safe_open
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
+    AutoTokenizer,
     PretrainedConfig,
     PreTrainedModel,
+    PreTrainedTokenizerBase,
 )
 
-from lmrecipes.errors import RecipeError
+from lmrecipes.errors import MissingFileError, RecipeError
 from lmrecipes.families import FAMILIES, complete_auto_map
+from lmrecipes.tokenization import TOKENIZER_FILES
 
 _SIZE_FIELDS = (
     "hidden_size",
@@ -117,7 +128,7 @@ def build_pretraining_model(model_args: ModelArguments, tokenizer) -> PreTrained
     auto_class = auto_class_for(model_args.model_type)
     extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
     if model_args.model_name_or_path:
-        model = auto_class.from_pretrained(model_args.model_name_or_path, **extra)
+        model = load_pretrained(auto_class, model_args.model_name_or_path, "model_name_or_path", **extra)
         if model.config.model_type != model_args.model_type:
             raise RecipeError(
                 f"model_type is '{model_args.model_type}' but {model_args.model_name_or_path} holds a "
@@ -154,3 +165,78 @@ def new_tokens_that_fit(config: PretrainedConfig, prompt_length: int, max_new_to
         limit,
     )
     return room
+
+
+# --------------------------------------------------------------------------------------------- recipe folders
+
+
+@contextmanager
+def reading_pretrained(what: Literal["model", "tokenizer"], **folders: str | Path) -> Iterator[None]:
+    """Around `from_pretrained` calls on the folders (or Hub ids) a recipe names, as `field=path`: turn what the
+    libraries raise for an empty folder or a damaged file into one line naming the field, the folder and the file.
+
+    transformers says "Couldn't instantiate the backend tokenizer" for a folder without a tokenizer, safetensors
+    "incomplete metadata" for a truncated model.safetensors, neither naming a file; the folder is looked at only
+    once loading failed, so whatever the libraries can load still loads.
+    """
+    try:
+        yield
+    except RecipeError:
+        raise
+    except (OSError, ValueError, SafetensorError) as error:
+        raise _unloadable_error(what, folders, error) from error
+
+
+def load_pretrained(auto_class: type, path: str | Path, field: str, **kwargs: Any) -> Any:
+    """`auto_class.from_pretrained(path, **kwargs)` (an Auto model, config or tokenizer class) for the recipe field
+    `field`, with the one-line errors of `reading_pretrained`."""
+    is_tokenizer = auto_class is AutoTokenizer or issubclass(auto_class, PreTrainedTokenizerBase)
+    with reading_pretrained("tokenizer" if is_tokenizer else "model", **{field: path}):
+        return auto_class.from_pretrained(path, **kwargs)
+
+
+def _unloadable_error(what: str, folders: dict[str, str | Path], error: BaseException) -> RecipeError:
+    """The RecipeError for a `what` that failed to load from `folders` (field -> path) with `error`."""
+    local = {name: path for name, path in folders.items() if os.path.isdir(path)}
+    for name, path in local.items():
+        problem = _folder_problem(Path(path), what)
+        if problem:
+            return RecipeError(f"{name}={str(path)!r}: {problem}")
+    for name, path in folders.items():
+        if name not in local:
+            return MissingFileError(
+                f"{name}={str(path)!r} is not a folder, and loading it as a Hub id failed: {_first_line(error)}"
+            )
+    named = ", ".join(f"{name}={str(path)!r}" for name, path in folders.items())
+    return RecipeError(f"{named}: cannot load the {what}: {_first_line(error)}")
+
+
+def _folder_problem(folder: Path, what: str) -> str | None:
+    """What keeps `what` from loading out of `folder`, if the files show it; None when they look fine."""
+    names = {path.name for path in folder.iterdir()}
+    if what == "tokenizer" and not names & {*TOKENIZER_FILES, "tokenizer_config.json"}:
+        contents = "it is empty" if not names else f"none of {', '.join(TOKENIZER_FILES)} in it"
+        return f"the folder holds no tokenizer ({contents})"
+    if what == "model" and "config.json" not in names:
+        return f"the folder holds no model ({'it is empty' if not names else 'no config.json in it'})"
+    for name in sorted(name for name in names if name.endswith(".json")):
+        try:
+            json.loads((folder / name).read_text(encoding="utf-8"))
+        except (ValueError, OSError) as json_error:
+            return f"{name} is damaged or truncated (not valid JSON: {json_error}); save or copy it again"
+    if what == "model":
+        weights = sorted(name for name in names if name.endswith(".safetensors"))
+        for name in weights:
+            try:
+                with safe_open(folder / name, framework="pt"):
+                    pass
+            except (SafetensorError, OSError) as weights_error:
+                return f"{name} is damaged or truncated ({weights_error}); save or copy it again"
+        if not weights and not any(name.endswith(".bin") for name in names):
+            return "the folder holds no model weights (no model.safetensors in it)"
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

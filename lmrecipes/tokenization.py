@@ -36,6 +36,8 @@ END_OF_TEXT_TOKEN = "<|endoftext|>"
 BYTE_BPE_PAD_TOKEN = "<pad>"
 BYTE_BPE_SPECIAL_TOKENS = [END_OF_TEXT_TOKEN, BYTE_BPE_PAD_TOKEN]
 WORDPIECE_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# The vocabulary files of the tokenizers transformers loads; a folder without any of them holds no tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
 
 # Texts handed to the Rust trainer per call: big enough to keep its threads busy, small enough to stream.
 _TRAINER_BATCH_SIZE = 1000

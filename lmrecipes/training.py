@@ -4,7 +4,8 @@ These are small overrides of transformers' `Trainer`, not a training loop of our
 (5.x) has no built-in for them:
 - it logs losses but not perplexity, the unit language models are compared in;
 - by default it hides a NaN/inf loss (`logging_nan_inf_filter`) and keeps training and saving;
-- it writes `checkpoint-N` in place, so a crash mid-save leaves a folder that `get_last_checkpoint` would resume from.
+- it writes `checkpoint-N` in place, so a crash mid-save leaves a folder that `get_last_checkpoint` would resume from;
+- on resume it skips batches as if a stream were one pass long, so a stream that max_steps loops over resumes wrong.
 `HubPushMixin` (lmrecipes.hub) keeps the Trainer's own Hub pushes self-contained and lmrecipes-carded.
 """
 
@@ -26,9 +27,10 @@ except ImportError:  # Windows: no folder lock
 
 import torch
 import yaml
-from transformers import Seq2SeqTrainer, Trainer, set_seed
+from transformers import Seq2SeqTrainer, Trainer, TrainerState, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_pt_utils import nested_gather
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate_checkpoints
 
 from lmrecipes.cards import RECIPE_FILENAME, build_model_card, load_recipe, save_recipe
 from lmrecipes.errors import RecipeError
@@ -146,6 +148,33 @@ class SafeTrainingMixin:
                 f"in {self.args.output_dir} is kept; lower the learning rate or check the data, then resume."
             )
         return result
+
+    def _init_training_state(
+        self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+    ):
+        # A stream has no length, so the Trainer takes one epoch to be max_steps steps long and resumes by skipping
+        # global_step batches of epoch 0: right while the stream's first pass lasts, wrong once max_steps loops over
+        # it (the skip runs out of pass 0, and training goes on from the start of pass 1). Its state.epoch records
+        # the real place, pass + batches drawn from it / (max_steps x accumulation): skip those batches of that pass
+        # (replayed, so the shuffle buffer refills as it did; datasets' state_dict would not restore the buffer).
+        epochs_trained, batches_trained = super()._init_training_state(
+            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+        )
+        if (
+            resume_from_checkpoint is None
+            or self.args.ignore_data_skip
+            or has_length(self.train_dataset)
+            or not self.state.epoch
+        ):
+            return epochs_trained, batches_trained
+        saved = TrainerState.load_from_json(os.path.join(resume_from_checkpoint, TRAINER_STATE_NAME))
+        return stream_position(self.state.epoch, saved.max_steps * self.args.gradient_accumulation_steps)
+
+
+def stream_position(epoch: float, batches_per_epoch: int) -> tuple[int, int]:
+    """The pass over a stream and the batches drawn from it, from the Trainer's `state.epoch` for a dataset without
+    length: pass + batches / batches_per_epoch, where batches_per_epoch is max_steps x gradient_accumulation_steps."""
+    return divmod(round(epoch * batches_per_epoch), batches_per_epoch)
 
 
 class RecipeTrainer(HubPushMixin, SafeTrainingMixin, Trainer):

@@ -77,6 +77,7 @@ def main(
         id2label=dict(enumerate(names)),
         label2id={name: class_id for class_id, name in enumerate(names)},
     )
+    data.check_tokenizer_fits_model(tokenizer, model.config)  # an id past the embedding: IndexError at step 1
     finetuning.check_max_seq_length(task_args.max_seq_length, model.config)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id

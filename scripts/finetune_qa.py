@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, TrainingArguments
 
-from lmrecipes import finetuning
+from lmrecipes import data, finetuning
 from lmrecipes.errors import one_line_errors
 from lmrecipes.finetuning import FinetuneArguments, FinetuneDataArguments
 from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
@@ -56,6 +56,7 @@ def main(
     # Saved with the model: the extractive-question-answering pipeline then cuts windows as training did.
     tokenizer.model_max_length = task_args.max_seq_length
     model = finetuning.load_for_finetuning(AutoModelForQuestionAnswering, finetune_args)
+    data.check_tokenizer_fits_model(tokenizer, model.config)  # an id past the embedding: IndexError at step 1
     finetuning.check_max_seq_length(task_args.max_seq_length, model.config)
     logger.info("%s: %.2fM parameters", model.config.model_type, model.num_parameters() / 1e6)
 

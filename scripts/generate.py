@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TextStreamer
 
 from lmrecipes.data import check_tokenizer_fits_model
 from lmrecipes.errors import one_line_errors
-from lmrecipes.modeling import new_tokens_that_fit
+from lmrecipes.modeling import load_pretrained, new_tokens_that_fit
 from lmrecipes.recipe import parse_args_with_path  # importing lmrecipes registers the model families
 
 
@@ -68,8 +68,8 @@ def main() -> None:
     args = parse_args_with_path(GenerateArguments, "model_path")
     torch.manual_seed(args.seed)
     device = pick_device(args.device)
-    tokenizer = AutoTokenizer.from_pretrained(args.model_path, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(args.model_path).to(device).eval()
+    tokenizer = load_pretrained(AutoTokenizer, args.model_path, "model_path", padding_side="left")
+    model = load_pretrained(AutoModelForCausalLM, args.model_path, "model_path").to(device).eval()
     check_tokenizer_fits_model(tokenizer, model.config)
     # An empty prompt starts from the beginning-of-text token.
     prompts = [p if p else tokenizer.bos_token for p in args.prompt]

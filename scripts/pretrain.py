@@ -24,6 +24,7 @@ from lmrecipes.modeling import (
     ModelArguments,
     build_config,
     build_pretraining_model,
+    load_pretrained,
     max_positions,
     new_tokens_that_fit,
 )
@@ -65,9 +66,10 @@ def main(
     ###########
     output_dir = Path(training_args.output_dir)
     if model_args.tokenizer_name_or_path or model_args.model_name_or_path:
-        tokenizer = AutoTokenizer.from_pretrained(
-            model_args.tokenizer_name_or_path or model_args.model_name_or_path
+        tokenizer_field = (
+            "tokenizer_name_or_path" if model_args.tokenizer_name_or_path else "model_name_or_path"
         )
+        tokenizer = load_pretrained(AutoTokenizer, getattr(model_args, tokenizer_field), tokenizer_field)
     else:
 
         def train_and_save() -> None:

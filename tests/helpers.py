@@ -151,3 +151,31 @@ def read_json(path: Path) -> dict:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
+
+
+def save_random_model(
+    family: str, folder: Path, tokenizer, *, vocab_size: int | None = None, max_position_embeddings: int = 64
+) -> Path:
+    """A randomly initialised tiny mini_bert or mini_gpt (TINY_SIZES) and `tokenizer`, saved as an output folder: for
+    tests that need a folder to load, not a trained model. `vocab_size` smaller than the tokenizer makes a mismatch."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    import lmrecipes  # noqa: F401  (registers the families, so save_pretrained writes auto_map and code files)
+
+    config = AutoConfig.for_model(
+        family,
+        **TINY_SIZES,
+        vocab_size=vocab_size or len(tokenizer),
+        max_position_embeddings=max_position_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    auto_class = AutoModelForMaskedLM if family == "mini_bert" else AutoModelForCausalLM
+    auto_class.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def truncate(path: Path) -> Path:
+    """Cut a file to half its size, as an interrupted copy or download leaves it."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path

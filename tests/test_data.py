@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 
 import datasets
@@ -16,6 +17,7 @@ from transformers import GPT2Config
 
 from lmrecipes.data import (
     DataArguments,
+    DatasetArguments,
     batch_iterator,
     build_lm_dataset,
     check_length_fits,
@@ -25,6 +27,7 @@ from lmrecipes.data import (
     prepare_lm_dataset,
     resolve_dataset,
 )
+from lmrecipes.errors import RecipeError
 from lmrecipes.finetuning import FinetuneDataArguments
 from lmrecipes.tokenization import train_tokenizer
 
@@ -176,6 +179,41 @@ def test_empty_corpus_is_an_error(tmp_path, streaming):
     train = write_jsonl(tmp_path / "train.jsonl", [{"text": ""}, {"text": ""}, {"text": None}])
     with pytest.raises(ValueError, match="has no text: all 3 rows of 'text' are empty"):
         load_text_dataset(DataArguments(train_file=train, streaming=streaming), "train")
+
+
+@pytest.mark.parametrize(
+    "file_name, content, problem",
+    [
+        ("train.jsonl", "", "is empty (0 bytes)"),
+        ("train.csv", "", "is empty (0 bytes)"),
+        ("train.txt", "", "is empty (0 bytes)"),
+        ("train.csv", "sentence,label\n", "has a header but no rows"),
+        ("train.json", "[]", "holds no records"),
+        ("train.jsonl", '{"sentence": "unclosed\n', "cannot be read as json"),
+    ],
+)
+def test_an_empty_or_unreadable_file_is_named_in_one_line(tmp_path, file_name, content, problem):
+    """datasets says "An error occurred while generating the dataset" (or "corresponds to no data") without a name."""
+    train = tmp_path / file_name
+    train.write_text(content)
+    extension = train.suffix
+    validation = tmp_path / f"validation{extension}"
+    good = {
+        ".jsonl": '{"text": "fine"}\n',
+        ".json": '[{"text": "fine"}]',
+        ".csv": "text\nfine\n",
+        ".txt": "fine\n",
+    }
+    validation.write_text(good[extension])
+    args = DatasetArguments(train_file=str(train), validation_file=str(validation))
+    with pytest.raises(RecipeError) as raised:
+        args.load_split("train")
+    message = str(raised.value)
+    assert message.startswith(f"train_file={str(train)!r} {problem}") and "\n" not in message
+    assert len(args.load_split("validation")) == 1  # the good file still loads
+    carving = DatasetArguments(train_file=str(train))  # the validation rows cut from the same file
+    with pytest.raises(RecipeError, match=f"train_file={re.escape(repr(str(train)))} {re.escape(problem)}"):
+        carving.load_split("validation")
 
 
 def test_a_train_file_alone_gives_its_first_rows_to_validation(tmp_path):

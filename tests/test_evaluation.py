@@ -9,9 +9,11 @@ import math
 import pytest
 import torch
 from datasets import Dataset
+from helpers import truncate
 
 from lmrecipes import evaluation
 from lmrecipes.data import DataArguments, build_lm_dataset
+from lmrecipes.errors import RecipeError
 from lmrecipes.evaluation import (
     parse_evaluation_args,
     published_benchmark,
@@ -327,3 +329,29 @@ def test_evaluate_checkpoint_writes_the_results(byte_bpe_tokenizer, tmp_path):
     assert written["nll"] == pytest.approx(
         expected.nll, rel=1e-5
     )  # the saved model, reloaded, scores the same
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        ("empty folder", "the folder holds no model (it is empty)"),
+        ("truncated model.safetensors", "model.safetensors is damaged or truncated ("),
+    ],
+)
+def test_evaluate_checkpoint_names_a_damaged_or_empty_folder(byte_bpe_tokenizer, tmp_path, damage, problem):
+    model_dir = tmp_path / "model"
+    if damage == "empty folder":
+        model_dir.mkdir()
+    else:
+        tiny_gpt(byte_bpe_tokenizer).save_pretrained(model_dir)
+        byte_bpe_tokenizer.save_pretrained(model_dir)
+        truncate(model_dir / "model.safetensors")
+    corpus_dir = tmp_path / "corpus"
+    corpus_dir.mkdir()
+    (corpus_dir / "test.jsonl").write_text("".join(json.dumps({"text": row}) + "\n" for row in WIKITEXT_ROWS))
+    args = parse_evaluation_args(
+        [str(model_dir), "--dataset_name", str(corpus_dir), "--show_progress", "false"]
+    )
+    with pytest.raises(RecipeError) as raised:
+        evaluation.evaluate_checkpoint(args)
+    assert str(raised.value).startswith(f"model_path={str(model_dir)!r}: {problem}")

@@ -13,20 +13,23 @@ import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import transformers.utils.hub
 from helpers import HUB_TOKEN as TOKEN
 from helpers import HUB_USER as USER
-from huggingface_hub import ModelCard
+from huggingface_hub import ModelCard, constants
 from huggingface_hub.errors import HfHubHTTPError
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
 from lmrecipes.cards import build_model_card, save_recipe
+from lmrecipes.errors import RecipeError
 from lmrecipes.families import register_families
 from lmrecipes.hub import (
     PICKLE_SUFFIXES,
@@ -388,6 +391,47 @@ def test_push_refuses_a_folder_holding_the_token(fake_hub, model_dir):
     assert not any(request.path.endswith("/commit/main") for request in fake_hub.requests)
 
 
+# --------------------------------------------------------------------------------------------- unreachable Hub
+
+
+def unreachable_endpoint() -> str:
+    """An http URL on 127.0.0.1 where nothing listens: the port was free a moment ago and is closed again."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def point_client_at(monkeypatch, endpoint: str) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+
+
+@pytest.mark.parametrize("failure", ["no server at HF_ENDPOINT", "offline mode"])
+def test_push_that_cannot_reach_the_hub_fails_in_one_line_naming_the_endpoint(
+    fake_hub, model_dir, monkeypatch, capsys, failure
+):
+    """huggingface_hub raised httpx's ConnectError (or OfflineModeIsEnabled) through the script, uncaught."""
+    local_before = snapshot(model_dir)
+    endpoint = fake_hub.url
+    if failure == "offline mode":
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    else:
+        endpoint = unreachable_endpoint()
+        point_client_at(monkeypatch, endpoint)
+
+    with pytest.raises(RecipeError) as raised:
+        push_output_dir(model_dir, f"{USER}/tiny-gpt")
+    message = str(raised.value)
+    assert message.startswith(f"Cannot reach the Hub at {endpoint} (HF_ENDPOINT): ")
+    assert message.endswith("; nothing was pushed (local files are unchanged).") and "\n" not in message
+    assert load_push_script().main([str(model_dir), f"{USER}/tiny-gpt"]) == 1
+    assert f"push_to_hub: {message}\n" in capsys.readouterr().err
+
+    assert fake_hub.requests == [] and fake_hub.repos == {}
+    assert snapshot(model_dir) == local_before
+
+
 # --------------------------------------------------------------------------------------------- Trainer and CLI
 
 
@@ -468,3 +512,55 @@ def test_trainer_push_honours_hub_strategy_and_private_repo_then_cli_pushes_a_ch
     assert not any(path.endswith((".pt", ".pth", ".bin")) for path in pushed)
     assert snapshot(checkpoint) == checkpoint_before
     assert fake_hub.unhandled == []
+
+
+def test_trainer_run_that_cannot_reach_the_hub_fails_in_one_line_and_keeps_its_work(
+    fake_hub, saved_model, tmp_path, byte_bpe_tokenizer, monkeypatch, caplog
+):
+    model = AutoModelForCausalLM.from_pretrained(saved_model)
+    output_dir = tmp_path / "run"
+    repo_id = f"{USER}/trainer-run"
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        push_to_hub=True,
+        hub_model_id=repo_id,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=True,
+    )
+    prepare_trainer_push(args)
+    save_recipe(output_dir, RECIPE)
+    unreachable = unreachable_endpoint()
+
+    # Trainer.__init__ creates the repo: with no Hub there, the run stops before any training.
+    with monkeypatch.context() as offline:
+        point_client_at(offline, unreachable)
+        offline.setattr(
+            transformers.utils.hub, "_hf_api", None
+        )  # the Trainer's HfApi, built for this endpoint
+        with pytest.raises(
+            RecipeError, match=re.escape(f"Cannot reach the Hub at {unreachable} (HF_ENDPOINT)")
+        ):
+            PushingTrainer(model=model, args=args, processing_class=byte_bpe_tokenizer)
+
+    # The network goes away during the run: save_model's push only warns, the results and card are still written,
+    # and the final push fails in one line saying how to push the complete folder later.
+    trainer = PushingTrainer(model=model, args=args, processing_class=byte_bpe_tokenizer)
+    point_client_at(monkeypatch, unreachable)
+    with caplog.at_level(logging.WARNING, logger="lmrecipes.hub"):
+        trainer.save_model()
+    assert "the final push will try again" in caplog.text
+    trainer.save_metrics("all", RESULTS)
+    trainer.save_state()
+    build_model_card(output_dir, RECIPE, repo_id=repo_id)
+    with pytest.raises(RecipeError) as raised:
+        push_trained_model(trainer)
+    message = str(raised.value)
+    assert (
+        message.startswith(f"Cannot reach the Hub at {unreachable} (HF_ENDPOINT): ") and "\n" not in message
+    )
+    assert "nothing was pushed" in message
+    assert f"push it with `python scripts/push_to_hub.py {output_dir} {repo_id}`" in message
+    assert "model.safetensors" not in fake_hub.read_files(repo_id)  # the repo was created, nothing reached it
+    assert {"model.safetensors", "all_results.json", "README.md"} <= {p.name for p in output_dir.iterdir()}

@@ -47,4 +47,10 @@ def test_hub_sits_above_cards_and_secrets():
 
 
 def test_the_recipe_parser_only_parses():
-    assert import_graph()["lmrecipes.recipe"] == {"lmrecipes.secrets"}
+    # secrets: scrubbing tokens from what it records; errors: the one-line RecipeError it raises.
+    assert import_graph()["lmrecipes.recipe"] == {"lmrecipes.secrets", "lmrecipes.errors"}
+
+
+def test_only_the_trainer_and_the_scripts_import_hub():
+    importers = {module for module, imported in import_graph().items() if "lmrecipes.hub" in imported}
+    assert importers == {"lmrecipes.training"}, importers

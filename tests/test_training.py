@@ -110,3 +110,12 @@ def test_a_folder_in_use_by_another_run_is_refused_until_that_run_ends(tmp_path)
         holder.kill()
         holder.wait()
     assert start_run(args, recipe={"output_dir": str(tmp_path)}) is None  # free again once the holder is gone
+
+
+@pytest.mark.parametrize("batches_per_epoch", [40, 3, 1_000_003])
+def test_stream_position_reads_the_pass_and_batches_back_from_the_trainers_epoch(batches_per_epoch):
+    # The Trainer's state.epoch for a stream: pass + batches drawn from it / (max_steps x accumulation).
+    for passes in (0, 1, 3, 999):
+        for batches in {1, 2, batches_per_epoch // 2, batches_per_epoch - 1} - {0}:
+            epoch = passes + batches / batches_per_epoch
+            assert training.stream_position(epoch, batches_per_epoch) == (passes, batches)

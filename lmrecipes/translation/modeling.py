@@ -24,7 +24,13 @@ from transformers import (
 from lmrecipes import data
 from lmrecipes.errors import RecipeError
 from lmrecipes.families import FAMILIES, complete_auto_map
-from lmrecipes.modeling import ModelArguments, build_config, max_positions
+from lmrecipes.modeling import (
+    ModelArguments,
+    build_config,
+    load_pretrained,
+    max_positions,
+    reading_pretrained,
+)
 from lmrecipes.tokenization import reuse_or_train_tokenizer, train_tokenizer
 from lmrecipes.translation.processing import TranslationArguments, TranslationModelArguments
 
@@ -111,8 +117,8 @@ def load_tokenizers(
     """The pretrained folders' tokenizers; without folders, the ones an interrupted run saved, else new ones."""
     if not model_args.trains_tokenizers:
         return (
-            AutoTokenizer.from_pretrained(model_args.encoder_name_or_path),
-            AutoTokenizer.from_pretrained(model_args.decoder_name_or_path),
+            load_pretrained(AutoTokenizer, model_args.encoder_name_or_path, "encoder_name_or_path"),
+            load_pretrained(AutoTokenizer, model_args.decoder_name_or_path, "decoder_name_or_path"),
         )
     output_dir = training_args.output_dir
 
@@ -180,14 +186,19 @@ def build_translation_model(
             # to the decoder, as from_encoder_decoder_pretrained does.
             model = EncoderDecoderModel(
                 config=EncoderDecoderConfig.from_encoder_decoder_configs(
-                    AutoConfig.from_pretrained(model_args.encoder_name_or_path),
-                    AutoConfig.from_pretrained(model_args.decoder_name_or_path),
+                    load_pretrained(AutoConfig, model_args.encoder_name_or_path, "encoder_name_or_path"),
+                    load_pretrained(AutoConfig, model_args.decoder_name_or_path, "decoder_name_or_path"),
                 )
             )
         else:
-            model = EncoderDecoderModel.from_encoder_decoder_pretrained(
-                model_args.encoder_name_or_path, model_args.decoder_name_or_path
-            )
+            with reading_pretrained(
+                "model",
+                encoder_name_or_path=model_args.encoder_name_or_path,
+                decoder_name_or_path=model_args.decoder_name_or_path,
+            ):
+                model = EncoderDecoderModel.from_encoder_decoder_pretrained(
+                    model_args.encoder_name_or_path, model_args.decoder_name_or_path
+                )
         for role, path, config, family in (
             ("encoder", model_args.encoder_name_or_path, model.config.encoder, ENCODER_FAMILY),
             ("decoder", model_args.decoder_name_or_path, model.config.decoder, DECODER_FAMILY),

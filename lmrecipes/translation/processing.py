@@ -157,7 +157,7 @@ def load_pairs(data_args: FinetuneDataArguments, task_args: TranslationArguments
     """One split as two columns named by language: from per-language columns (bentrevett/multi30k: en, de) or from
     a `translation` column of {language: text} dicts (wmt, iwslt)."""
     if split == task_args.test_split and task_args.test_file is not None:
-        dataset = data.load_data_file(task_args.test_file, split, data_args.FILE_BUILDERS)
+        dataset = data.load_data_file(task_args.test_file, split, data_args.FILE_BUILDERS, name="test_file")
     else:
         dataset = data_args.load_split(split)
     languages = [task_args.source_lang, task_args.target_lang]

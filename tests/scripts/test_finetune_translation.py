@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,15 @@ import sacrebleu
 import torch
 import yaml
 from datasets import Dataset
-from helpers import REPO_ROOT, accelerate_launch, needs_mirror, script_main
+from helpers import (
+    REPO_ROOT,
+    accelerate_launch,
+    needs_mirror,
+    save_random_model,
+    script_main,
+    truncate,
+    write_jsonl,
+)
 from transformers import (
     AutoModel,
     AutoTokenizer,
@@ -28,6 +38,7 @@ from transformers import (
 )
 
 from lmrecipes.data import load_hub_dataset
+from lmrecipes.errors import RecipeError
 from lmrecipes.finetuning import FinetuneDataArguments
 from lmrecipes.pipelines import register_pipelines
 from lmrecipes.pipelines.translation import TRANSLATION_TASK
@@ -480,6 +491,73 @@ def test_recipe_mistakes_fail_before_training(wordpiece_tokenizer, byte_bpe_toke
         check_lengths_fit(model, TranslationArguments(max_source_length=64, max_target_length=16), 17)
     with pytest.raises(ValueError, match="generation_max_length=40 needs 39 decoder positions"):
         check_lengths_fit(model, TranslationArguments(max_source_length=16, max_target_length=16), 40)
+
+
+@pytest.fixture
+def warm_start_folders(wordpiece_tokenizer, byte_bpe_tokenizer, tmp_path) -> dict[str, Path]:
+    """Random tiny encoder and decoder folders; the decoder's 256 embeddings are fewer than its tokenizer's 320."""
+    return {
+        "encoder_name_or_path": save_random_model("mini_bert", tmp_path / "encoder", wordpiece_tokenizer),
+        "decoder_name_or_path": save_random_model(
+            "mini_gpt", tmp_path / "decoder", byte_bpe_tokenizer, vocab_size=256
+        ),
+    }
+
+
+def test_a_target_tokenizer_larger_than_the_decoder_fails_before_training(warm_start_folders, tmp_path):
+    """The warm start's tokenizer/vocabulary check names the decoder folder, before any training step."""
+    rows = [{"de": "die katze sitzt.", "en": "the cat sat on the mat."}] * 4
+    data_args = FinetuneDataArguments(
+        train_file=str(write_jsonl(tmp_path / "train.jsonl", rows)),
+        validation_file=str(write_jsonl(tmp_path / "validation.jsonl", rows)),
+    )
+    output_dir = tmp_path / "run"
+    training_args = Seq2SeqTrainingArguments(
+        output_dir=str(output_dir), max_steps=1, predict_with_generate=True, report_to="none", use_cpu=True
+    )
+    model_args = TranslationModelArguments(**{name: str(path) for name, path in warm_start_folders.items()})
+    task_args = TranslationArguments(max_source_length=32, max_target_length=32)
+    decoder = str(warm_start_folders["decoder_name_or_path"])
+    with pytest.raises(RecipeError) as raised:
+        finetune_translation(model_args, data_args, task_args, training_args)
+    assert str(raised.value).startswith(
+        f"The tokenizer of {decoder!r} has 320 tokens but the model's vocab_size is 256 (model of {decoder!r})"
+    )
+    assert not list(output_dir.glob("checkpoint-*"))
+
+
+def test_a_damaged_or_empty_warm_start_folder_is_named(
+    warm_start_folders, wordpiece_tokenizer, byte_bpe_tokenizer
+):
+    encoder, decoder = warm_start_folders["encoder_name_or_path"], warm_start_folders["decoder_name_or_path"]
+    folders = {name: str(path) for name, path in warm_start_folders.items()}
+    truncate(decoder / "model.safetensors")
+    with pytest.raises(
+        RecipeError, match=re.escape(f"decoder_name_or_path={str(decoder)!r}: model.safetensors is damaged")
+    ):
+        build_translation_model(
+            TranslationModelArguments(**folders),
+            wordpiece_tokenizer,
+            byte_bpe_tokenizer,
+            max_source_positions=32,
+            max_target_positions=32,
+        )
+    shutil.rmtree(encoder)
+    encoder.mkdir()
+    with pytest.raises(
+        RecipeError, match=re.escape(f"encoder_name_or_path={str(encoder)!r}: the folder holds no tokenizer")
+    ):
+        load_tokenizers(TranslationModelArguments(**folders), TranslationArguments(), None, None)
+    with pytest.raises(
+        RecipeError, match=re.escape(f"encoder_name_or_path={str(encoder)!r}: the folder holds no model")
+    ):
+        build_translation_model(
+            TranslationModelArguments(from_scratch=True, **folders),
+            wordpiece_tokenizer,
+            byte_bpe_tokenizer,
+            max_source_positions=32,
+            max_target_positions=32,
+        )
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, TINY_SIZES, script_main, tiny_corpus
+from helpers import REPO_ROOT, TINY_SIZES, script_main, tiny_corpus, truncate
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from lmrecipes.tokenization import train_tokenizer
@@ -69,8 +71,26 @@ def test_a_tokenizer_larger_than_the_vocabulary_is_refused_before_generating(sho
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (small / name).write_bytes((short_gpt / name).read_bytes())
     run = generate(str(small), "--prompt", "the cat")
-    assert run.returncode != 0
-    assert "tokens but the model's vocab_size is 100" in run.stderr
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert (
+        f"error: The tokenizer of {str(small)!r} has 300 tokens but the model's vocab_size is 100 "
+        f"(model of {str(small)!r})" in run.stderr
+    )
+
+
+@pytest.mark.parametrize("damage", ["truncated model.safetensors", "empty folder"])
+def test_a_damaged_or_empty_folder_ends_in_one_line_naming_it(short_gpt, tmp_path, damage):
+    folder = Path(shutil.copytree(short_gpt, tmp_path / "damaged"))
+    if damage == "empty folder":
+        shutil.rmtree(folder)
+        folder.mkdir()
+        expected = f"error: model_path={str(folder)!r}: the folder holds no tokenizer (it is empty)"
+    else:
+        truncate(folder / "model.safetensors")
+        expected = f"error: model_path={str(folder)!r}: model.safetensors is damaged or truncated ("
+    run = generate(str(folder), "--prompt", "the cat")
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines()[-1].startswith(expected)
 
 
 def test_the_end_of_run_sample_fits_a_short_position_table(short_gpt):

@@ -1,0 +1,72 @@
+"""Loading the folders a recipe names (`load_pretrained`): whatever is wrong with one fails in one line that names the
+field, the folder and the file; pretraining's model_name_or_path goes through it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import save_random_model, truncate
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from lmrecipes.errors import MissingFileError, RecipeError
+from lmrecipes.modeling import ModelArguments, build_pretraining_model, load_pretrained
+
+
+@pytest.fixture(scope="module")
+def gpt_folder(tmp_path_factory, byte_bpe_tokenizer) -> Path:
+    return save_random_model("mini_gpt", tmp_path_factory.mktemp("mini_gpt"), byte_bpe_tokenizer)
+
+
+@pytest.fixture
+def folder_copy(gpt_folder, tmp_path) -> Path:
+    return Path(shutil.copytree(gpt_folder, tmp_path / "pretrained"))
+
+
+def test_pretraining_from_a_truncated_checkpoint_names_the_file(folder_copy):
+    """safetensors says "incomplete metadata, file not fully covered" and names no file."""
+    truncate(folder_copy / "model.safetensors")
+    args = ModelArguments(model_type="mini_gpt", model_name_or_path=str(folder_copy))
+    with pytest.raises(RecipeError) as raised:
+        build_pretraining_model(args, tokenizer=None)
+    message = str(raised.value)
+    assert message.startswith(
+        f"model_name_or_path={str(folder_copy)!r}: model.safetensors is damaged or truncated ("
+    )
+    assert "incomplete metadata" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "damage, auto_class, problem",
+    [
+        (lambda folder: truncate(folder / "config.json"), AutoConfig, "config.json is damaged or truncated"),
+        (lambda folder: truncate(folder / "tokenizer.json"), AutoTokenizer, "tokenizer.json is damaged"),
+        (
+            lambda folder: (folder / "model.safetensors").unlink(),
+            AutoModelForCausalLM,
+            "the folder holds no model weights (no model.safetensors in it)",
+        ),
+    ],
+    ids=["config.json", "tokenizer.json", "no weights"],
+)
+def test_a_damaged_file_is_named(folder_copy, damage, auto_class, problem):
+    damage(folder_copy)
+    with pytest.raises(RecipeError, match=re.escape(f"model_path={str(folder_copy)!r}: {problem}")):
+        load_pretrained(auto_class, folder_copy, "model_path")
+
+
+def test_a_path_that_is_no_folder_is_a_missing_file(tmp_path):
+    missing = tmp_path / "outputs" / "never-trained"
+    with pytest.raises(
+        MissingFileError, match=re.escape(f"model_name_or_path={str(missing)!r} is not a folder")
+    ):
+        load_pretrained(AutoTokenizer, missing, "model_name_or_path")
+
+
+def test_a_sound_folder_loads_as_from_pretrained_does(gpt_folder):
+    model = load_pretrained(AutoModelForCausalLM, gpt_folder, "model_path")
+    assert model.config.name_or_path == str(gpt_folder)
+    tokenizer = load_pretrained(AutoTokenizer, gpt_folder, "model_path", padding_side="left")
+    assert tokenizer.padding_side == "left"
