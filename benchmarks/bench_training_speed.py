@@ -44,6 +44,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,7 +61,6 @@ from transformers import (
     Trainer,
     TrainingArguments,
 )
-from transformers.pytorch_utils import Conv1D
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
@@ -70,7 +70,6 @@ from common import (  # noqa: E402  (benchmarks/ is a folder of scripts, not a p
     machine_info,
     machine_lines,
     markdown_table,
-    measured_matmul_peaks,
     median_and_spread,
     si,
     timed,
@@ -81,6 +80,7 @@ from lmrecipes.models.lstm_lm import LSTMLMConfig, LSTMLMForCausalLM  # noqa: E4
 from lmrecipes.models.mini_bert import MiniBertConfig, MiniBertForMaskedLM  # noqa: E402
 from lmrecipes.models.mini_gpt import MiniGPTConfig, MiniGPTForCausalLM  # noqa: E402
 from lmrecipes.recipe import load_recipe  # noqa: E402
+from lmrecipes.throughput import matmul_weight_count, measured_matmul_peaks  # noqa: E402
 
 FAMILIES = ("lstm_lm", "mini_bert", "mini_gpt")
 RESULTS_SECTION = "Training speed"
@@ -339,17 +339,6 @@ def unique_parameter_count(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())  # parameters() skips tied duplicates
 
 
-def matmul_weight_count(model: nn.Module) -> int:
-    """Weights a token is multiplied by once per forward pass (N_matmul in the module docstring)."""
-    count = 0
-    for module in model.modules():
-        if isinstance(module, (nn.Linear, Conv1D)):
-            count += module.weight.numel()  # a tied head counts: it is a matmul, not a look-up
-        elif isinstance(module, nn.LSTM):
-            count += sum(p.numel() for name, p in module.named_parameters() if name.startswith("weight"))
-    return count
-
-
 def training_flops_per_token(pair: ModelPair) -> float:
     ours, reference = matmul_weight_count(pair.ours), matmul_weight_count(pair.reference)
     if ours != reference:
@@ -514,7 +503,8 @@ def print_profile_difference(family: str, ours: dict, reference: dict, rows: int
 def measure_peaks(device: torch.device, args: TrainingSpeedArguments) -> dict[str, float]:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     print(f"Measuring the {dtype} matmul peak on {device} ...", flush=True)
-    peaks = measured_matmul_peaks(device, dtype, args.matmul_size, args.matmul_repeats, args.clock)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    peaks = measured_matmul_peaks(device, dtype, args.matmul_size, args.matmul_repeats, clock)
     print("Peak: " + ", ".join(f"{name} {si(flops, 'FLOP/s')}" for name, flops in peaks.items()), flush=True)
     return peaks
 

@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: machine description, measured matmul peak, timing, markdown output.
+"""Helpers shared by the benchmarks: machine description, timing, markdown output (the matmul peak is
+lmrecipes.throughput's).
 
 Benchmarks are scripts, not tests: they print numbers and never assert on time.
 """
@@ -17,22 +18,25 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-import torch.utils.mkldnn
 
 RESULTS_HEADER = "# Benchmark results"
 DEFAULT_RESULTS_FILE = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo (Linux), else what `platform` knows."""
+    """The CPU's marketing name from /proc/cpuinfo (Linux), with its family and model numbers (a virtual machine's
+    "AMD EPYC" may be a Zen 4 or a Zen 5, whose AVX-512 throughput differs twofold), else what `platform` knows."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    return f"{fields['model name']} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
 
 
 def load_average() -> str:
@@ -82,37 +86,6 @@ def clock_seconds(clock: str) -> float:
     if clock == "cpu":
         return time.process_time()
     raise ValueError(f"Unknown clock {clock!r}; expected one of {CLOCKS}.")
-
-
-def measured_matmul_peaks(
-    device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 30, clock: str = "wall"
-) -> dict[str, float]:
-    """FLOP/s of the fastest of `repeats` square (size x size) @ (size x size) matmuls, per matmul backend.
-
-    The best run, not the median, is taken: the peak is what the hardware can do, and on a shared machine the
-    slower runs measure the neighbours. Use the same `clock` as the timings it is compared with.
-
-    Backends: `torch.matmul` (on x86 CPUs MKL's sgemm, which nn.Linear's addmm/mm also use), and on CPU in fp32
-    also oneDNN's matmul (through an mkldnn nn.Linear), which nn.LSTM's kernels use. They can differ a lot: on
-    AMD CPUs MKL avoids its AVX-512 kernels, so oneDNN may be twice as fast. The machine's peak is the higher one.
-    """
-    generator = torch.Generator(device="cpu").manual_seed(0)
-    left = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
-    right = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
-    flops = 2 * size**3
-
-    def best(matmul: Callable[[], object]) -> float:
-        for _ in range(2):  # warm-up: thread pool, kernel selection, clocks
-            matmul()
-        return flops / min(timed(matmul, device, clock) for _ in range(repeats))
-
-    peaks = {"torch.matmul": best(lambda: torch.matmul(left, right))}
-    if device.type == "cpu" and dtype == torch.float32 and torch.backends.mkldnn.is_available():
-        linear = torch.nn.Linear(size, size, bias=False).eval()
-        onednn_linear, onednn_input = torch.utils.mkldnn.to_mkldnn(linear), left.to_mkldnn()
-        with torch.no_grad():
-            peaks["oneDNN matmul"] = best(lambda: onednn_linear(onednn_input))
-    return peaks
 
 
 def median_and_spread(samples: Sequence[float]) -> tuple[float, float]:

@@ -279,6 +279,24 @@ def plot_training_loss(log_history: list[Mapping[str, Any]], path: str | Path) -
     return True
 
 
+def last_samples(log_history: list[Mapping[str, Any]]) -> tuple[int, list[str]] | None:
+    """The step and texts of the last evaluation's sample generations (eval_sample_0, ...), if any were logged."""
+    for entry in reversed(log_history):
+        samples = [value for key, value in sorted(entry.items()) if key.startswith("eval_sample_")]
+        if samples:
+            return entry.get("step", 0), samples
+    return None
+
+
+def _samples_section(log_history: list[Mapping[str, Any]]) -> str:
+    found = last_samples(log_history)
+    if found is None:
+        return ""
+    step, samples = found
+    blocks = "\n\n".join(f"```text\n{text}\n```" for text in samples)
+    return f"\n### Samples\n\nAt step {step} (top-k sampling, seeded):\n\n{blocks}\n"
+
+
 def _metrics_table(results: Mapping[str, Any]) -> str:
     rows = []
     for key, value in sorted(results.items()):
@@ -348,7 +366,8 @@ def build_model_card(
         eval_results=eval_results or None,
     )
 
-    has_curve = plot_training_loss(load_log_history(output_dir), save_dir / LOSS_CURVE_FILENAME)
+    log_history = load_log_history(output_dir)
+    has_curve = plot_training_loss(log_history, save_dir / LOSS_CURVE_FILENAME)
     curve = f"![Training loss]({LOSS_CURVE_FILENAME})" if has_curve else "No training losses were logged."
     trained_on = f" on `{dataset[0]}`" + (f" ({dataset[1]})" if dataset[1] else "") if dataset else ""
     recipe_yaml = yaml.safe_dump(recipe, sort_keys=False).strip() if recipe else "# not recorded"
@@ -373,7 +392,7 @@ loads with the transformers Auto classes and `trust_remote_code=True`, without i
 ## Training
 
 {curve}
-
+{_samples_section(log_history)}
 ### Recipe
 
 ```yaml

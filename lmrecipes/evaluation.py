@@ -398,6 +398,7 @@ def published_metrics(
     *,
     metric_key_prefix: str = "eval",
     stride: int | None = None,
+    show_progress: bool = True,
 ) -> dict[str, float]:
     """The published-unit scores of `model` on a whole split of a known benchmark; {} for any other data.
 
@@ -416,7 +417,7 @@ def published_metrics(
         split or data_args.eval_split,
         data_args.text_column,
     )
-    scores = score_texts(model, tokenizer, texts, benchmark.unit, stride=stride)
+    scores = score_texts(model, tokenizer, texts, benchmark.unit, stride=stride, show_progress=show_progress)
     metrics = {f"{metric_key_prefix}_stream_token_perplexity": scores.token_ppl}
     if scores.word_ppl is not None:
         metrics[f"{metric_key_prefix}_word_perplexity"] = scores.word_ppl

@@ -55,3 +55,26 @@ def die_with_launcher() -> None:
         return  # not allowed here (a sandbox): the workers then outlive their launcher as before
     if os.getppid() != launcher:  # the launcher died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+# The pip package each tracker needs, where the extra of lmrecipes that installs it exists.
+TRACKER_EXTRAS = {"tensorboard": "tensorboard", "trackio": "trackio"}
+
+
+def check_trackers(training_args) -> None:
+    """Fail before any work when a `report_to` tracker is unknown or its package is not installed (the Trainer
+    would only fail when it builds its callbacks, after the data and the model are ready)."""
+    from transformers.integrations import integration_utils
+
+    for tracker in training_args.report_to or []:
+        if tracker not in integration_utils.INTEGRATION_TO_CALLBACK:
+            known = ", ".join(sorted(integration_utils.INTEGRATION_TO_CALLBACK))
+            raise RecipeError(f"report_to: unknown tracker {tracker!r}; transformers supports {known}")
+        name = {"azure_ml": "azureml", "comet_ml": "comet"}.get(tracker, tracker)
+        is_available = getattr(integration_utils, f"is_{name}_available", None)
+        if is_available is not None and not is_available():
+            extra = TRACKER_EXTRAS.get(tracker)
+            install = f"pip install 'lmrecipes[{extra}]'" if extra else f"install {tracker}"
+            raise RecipeError(
+                f"report_to: {tracker} is not installed here: {install}, or drop it from report_to"
+            )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from safetensors import SafetensorError, safe_open
 from transformers import (
     AutoConfig,
@@ -25,7 +26,7 @@ from transformers import (
 
 from lmrecipes.errors import MissingFileError, RecipeError
 from lmrecipes.families import FAMILIES, complete_auto_map
-from lmrecipes.tokenization import TOKENIZER_FILES
+from lmrecipes.tokenization import TOKENIZER_FILES, TOKENIZER_KINDS
 
 _SIZE_FIELDS = (
     "hidden_size",
@@ -57,6 +58,15 @@ class ModelArguments:
     )
     tokenizer_vocab_size: int = field(
         default=8000, metadata={"help": "Vocabulary size of a newly trained tokenizer."}
+    )
+    tokenizer_kind: str | None = field(
+        default=None,
+        metadata={
+            "help": "Kind of a newly trained tokenizer: byte_bpe, wordpiece or word (word-level, for word-level "
+            "corpora such as WikiText); None: the family's (byte_bpe for lstm_lm and mini_gpt, wordpiece for "
+            "mini_bert).",
+            "choices": TOKENIZER_KINDS,
+        },
     )
     hidden_size: int | None = field(
         default=None, metadata={"help": "Hidden size (family default when unset)."}
@@ -90,6 +100,14 @@ class ModelArguments:
         if self.model_type not in FAMILIES:
             raise RecipeError(
                 f"model_type: unknown family '{self.model_type}', expected one of {sorted(FAMILIES)}"
+            )
+        family = FAMILIES[self.model_type]
+        if self.tokenizer_kind is None:
+            self.tokenizer_kind = family.tokenizer_kind
+        if family.objective == "masked" and self.tokenizer_kind != "wordpiece":
+            raise RecipeError(
+                f"tokenizer_kind: {self.tokenizer_kind} has no [MASK] token, which {self.model_type}'s masked-LM "
+                "pretraining needs: use wordpiece"
             )
 
 
@@ -165,6 +183,42 @@ def new_tokens_that_fit(config: PretrainedConfig, prompt_length: int, max_new_to
         limit,
     )
     return room
+
+
+# The decoding of every sample lmrecipes prints (end of run, each evaluation): top-k sampling, because greedy
+# decoding of a small model loops on one phrase.
+SAMPLE_TOP_K = 40
+SAMPLE_TEMPERATURE = 0.8
+
+
+@torch.no_grad()
+def generate_sample(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str, max_new_tokens: int, *, seed: int
+) -> str:
+    """A seeded top-k sample continuing `prompt` (empty: from the beginning-of-text token), decoded.
+
+    Runs in eval mode and on its own random stream, so sampling during training changes neither the model's
+    dropout state nor the training run's random numbers.
+    """
+    inputs = tokenizer(prompt or tokenizer.bos_token, return_tensors="pt").to(model.device)
+    max_new_tokens = new_tokens_that_fit(model.config, inputs["input_ids"].shape[1], max_new_tokens)
+    was_training = model.training
+    model.eval()
+    devices = [model.device] if model.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            output = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=True,
+                top_k=SAMPLE_TOP_K,
+                temperature=SAMPLE_TEMPERATURE,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+    finally:
+        model.train(was_training)
+    return tokenizer.decode(output[0], skip_special_tokens=True)
 
 
 # --------------------------------------------------------------------------------------------- recipe folders

@@ -1,6 +1,6 @@
 """Train the tokenizers the recipes use, with the `tokenizers` library, wrapped as `PreTrainedTokenizerFast`.
 
-Two kinds:
+Three kinds:
 
 - ``byte_bpe`` (lstm_lm, mini_gpt): GPT-2 style byte-level BPE. Every byte is in the vocabulary, so any text
   round-trips exactly (`decode(encode(text)) == text`, newlines and unicode included) and nothing is unknown.
@@ -10,6 +10,10 @@ Two kinds:
 - ``wordpiece`` (mini_bert): uncased BERT WordPiece: BERT normalizer (lowercase, accents stripped, as bert-base-uncased) and
   pre-tokenizer, ``[PAD] [UNK] [CLS] [SEP] [MASK]`` and the BERT template ``[CLS] a [SEP]`` /
   ``[CLS] a [SEP] b [SEP]`` with token_type_ids 0 for a and 1 for b.
+- ``word`` (a recipe's choice for word-level corpora: WikiText, PTB): one token per whitespace-separated word and
+  one for each line break (the end-of-line token of the classic word-level models), the `vocab_size` most frequent
+  words; others become ``<unk>`` (which WikiText's own unknown words already are). ``<|endoftext|>`` and ``<pad>``
+  as for byte_bpe.
 
 The returned tokenizer saves with `save_pretrained` and loads back with `AutoTokenizer.from_pretrained`, with its
 special tokens set, so pipelines and collators work on it unchanged.
@@ -23,19 +27,22 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, TrainingArguments
 
 from lmrecipes.errors import RecipeError
 
 logger = logging.getLogger(__name__)
 
-TokenizerKind = Literal["byte_bpe", "wordpiece"]
+TokenizerKind = Literal["byte_bpe", "wordpiece", "word"]
+TOKENIZER_KINDS: tuple[TokenizerKind, ...] = ("byte_bpe", "wordpiece", "word")
 
 END_OF_TEXT_TOKEN = "<|endoftext|>"
 BYTE_BPE_PAD_TOKEN = "<pad>"
 BYTE_BPE_SPECIAL_TOKENS = [END_OF_TEXT_TOKEN, BYTE_BPE_PAD_TOKEN]
 WORDPIECE_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORD_UNK_TOKEN = "<unk>"
+WORD_SPECIAL_TOKENS = [END_OF_TEXT_TOKEN, BYTE_BPE_PAD_TOKEN, WORD_UNK_TOKEN]
 # The vocabulary files of the tokenizers transformers loads; a folder without any of them holds no tokenizer.
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
 
@@ -74,7 +81,7 @@ def _byte_bpe(vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers.
         min_frequency=min_frequency,
         special_tokens=BYTE_BPE_SPECIAL_TOKENS,
         initial_alphabet=alphabet,
-        show_progress=False,
+        show_progress=True,  # a progress bar on stderr: training a large vocabulary takes a while
     )
     return tokenizer, trainer
 
@@ -95,34 +102,57 @@ def _wordpiece(vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers
         min_frequency=min_frequency,
         special_tokens=WORDPIECE_SPECIAL_TOKENS,
         continuing_subword_prefix="##",
-        show_progress=False,
+        show_progress=True,  # a progress bar on stderr: training a large vocabulary takes a while
     )
     return tokenizer, trainer
+
+
+def _word(vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers.Trainer]:
+    if vocab_size <= len(WORD_SPECIAL_TOKENS):
+        raise RecipeError(
+            f"vocab_size={vocab_size} is too small for a word-level tokenizer: its {len(WORD_SPECIAL_TOKENS)} special "
+            "tokens alone fill it."
+        )
+    tokenizer = Tokenizer(models.WordLevel(unk_token=WORD_UNK_TOKEN))
+    # The pieces are the matches: runs of non-space characters, and each line break on its own.
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"\n|[^\s]+"), behavior="removed", invert=True)
+    trainer = trainers.WordLevelTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=WORD_SPECIAL_TOKENS,
+        show_progress=True,
+    )
+    return tokenizer, trainer
+
+
+_BUILDERS = {"byte_bpe": _byte_bpe, "wordpiece": _wordpiece, "word": _word}
 
 
 def train_tokenizer(
     texts: Iterable[str],
     kind: TokenizerKind,
     vocab_size: int,
-    min_frequency: int = 2,
+    min_frequency: int | None = None,
     model_max_length: int | None = None,
 ) -> PreTrainedTokenizerFast:
     """Train a tokenizer of the given kind on a stream of texts and wrap it for transformers.
 
-    `texts` is consumed once, lazily (a generator over a streaming dataset is fine: see
+    `min_frequency`: how often a merge (subword kinds) or a word must occur to enter the vocabulary; None: 2 for
+    the subword kinds, 1 for `word` (a word-level benchmark's vocabulary is every training word). `texts` is
+    consumed once, lazily (a generator over a streaming dataset is fine: see
     `lmrecipes.data.batch_iterator`). `model_max_length` is recorded on the tokenizer (the model's maximum
     sequence length); None leaves transformers' "no limit" default.
     """
-    if kind not in ("byte_bpe", "wordpiece"):
-        raise RecipeError(f"Unknown tokenizer kind {kind!r}; expected 'byte_bpe' or 'wordpiece'.")
+    if kind not in _BUILDERS:
+        raise RecipeError(f"Unknown tokenizer kind {kind!r}; expected one of {', '.join(TOKENIZER_KINDS)}.")
+    if min_frequency is None:
+        min_frequency = 1 if kind == "word" else 2
     if min_frequency < 1:
         raise RecipeError(f"min_frequency must be >= 1, got {min_frequency}.")
     if model_max_length is not None and model_max_length < 1:
         raise RecipeError(f"model_max_length must be >= 1, got {model_max_length}.")
 
-    tokenizer, trainer = (
-        _byte_bpe(vocab_size, min_frequency) if kind == "byte_bpe" else _wordpiece(vocab_size, min_frequency)
-    )
+    tokenizer, trainer = _BUILDERS[kind](vocab_size, min_frequency)
 
     seen_text = False
 
@@ -148,12 +178,12 @@ def train_tokenizer(
         )
 
     wrapper_kwargs = {} if model_max_length is None else {"model_max_length": model_max_length}
-    if kind == "byte_bpe":
+    if kind in ("byte_bpe", "word"):
         return PreTrainedTokenizerFast(
             tokenizer_object=tokenizer,
             bos_token=END_OF_TEXT_TOKEN,
             eos_token=END_OF_TEXT_TOKEN,
-            unk_token=END_OF_TEXT_TOKEN,
+            unk_token=END_OF_TEXT_TOKEN if kind == "byte_bpe" else WORD_UNK_TOKEN,
             pad_token=BYTE_BPE_PAD_TOKEN,
             model_input_names=["input_ids", "attention_mask"],
             clean_up_tokenization_spaces=False,  # exact round trip: " ," must stay " ,"

@@ -5,7 +5,8 @@ These are small overrides of transformers' `Trainer`, not a training loop of our
 - it logs losses but not perplexity, the unit language models are compared in;
 - by default it hides a NaN/inf loss (`logging_nan_inf_filter`) and keeps training and saving;
 - it writes `checkpoint-N` in place, so a crash mid-save leaves a folder that `get_last_checkpoint` would resume from;
-- on resume it skips batches as if a stream were one pass long, so a stream that max_steps loops over resumes wrong.
+- on resume it skips batches as if a stream were one pass long, so a stream that max_steps loops over resumes wrong;
+- it has no Muon, and logs neither tokens per second without a host sync per step nor model FLOPs utilisation.
 `HubPushMixin` (lmrecipes.hub) keeps the Trainer's own Hub pushes self-contained and lmrecipes-carded.
 """
 
@@ -16,7 +17,10 @@ import logging
 import math
 import os
 import re
+import shutil
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +31,89 @@ except ImportError:  # Windows: no folder lock
 
 import torch
 import yaml
-from transformers import Seq2SeqTrainer, Trainer, TrainerState, set_seed
+from transformers import (
+    GenerationMixin,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    Trainer,
+    TrainerState,
+    TrainingArguments,
+    set_seed,
+)
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_pt_utils import nested_gather
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate_checkpoints
 
 from lmrecipes.cards import RECIPE_FILENAME, build_model_card, load_recipe, save_recipe
 from lmrecipes.errors import RecipeError
+from lmrecipes.families import FAMILIES
 from lmrecipes.hub import HubPushMixin, prepare_trainer_push, push_trained_model
-from lmrecipes.launch import check_world_size, die_with_launcher
+from lmrecipes.launch import check_trackers, check_world_size, die_with_launcher
+from lmrecipes.modeling import generate_sample
+from lmrecipes.optimization import build_muon_with_adamw
 from lmrecipes.secrets import scrub_secrets
+from lmrecipes.throughput import matmul_weight_count, measured_matmul_peaks, training_flops_per_token
 
 logger = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "checkpoint_complete"
 LOSS_RECORD_FILENAME = "train_loss_sum.json"  # in each checkpoint: the losses of the steps before it
 _CHECKPOINT_RE = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+
+
+@dataclass
+class RecipeOptions:
+    """lmrecipes' training options, set in a recipe like any TrainingArguments field."""
+
+    muon_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Train the weight matrices of the model's body with torch.optim.Muon at this learning rate "
+            "(AdamW at learning_rate keeps the embeddings, output head, norms and biases); None: AdamW for all. "
+            "The schedule scales both rates."
+        },
+    )
+    muon_momentum: float = field(default=0.95, metadata={"help": "Muon's (Nesterov) momentum."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Delete what output_dir holds (another recipe's work, a finished or interrupted run) and start "
+            "over; without it such a folder is refused, resumed or reported finished."
+        },
+    )
+    sample_prompts: list[str] = field(
+        default_factory=lambda: ["The"],
+        metadata={
+            "help": "Causal LMs: prompts sampled from at each evaluation (seeded top-k), printed and logged."
+        },
+    )
+    sample_max_new_tokens: int = field(
+        default=40,
+        metadata={"help": "Tokens generated per sample at each evaluation; 0 turns the samples off."},
+    )
+    # TrainingArguments types it `None | str | list[str]`, which HfArgumentParser reads as a single string: as a
+    # list, a recipe's `report_to: [tensorboard, trackio]` and `--report_to tensorboard trackio` both work.
+    report_to: list[str] = field(
+        default_factory=lambda: ["none"],
+        metadata={"help": "Trackers that receive the logs: tensorboard, trackio, ... ('none': no tracker)."},
+    )
+    peak_tflops: float | None = field(
+        default=None,
+        metadata={
+            "help": "Peak TFLOP/s of the hardware, for the logged model FLOPs utilisation (mfu); None: measured at "
+            "the first log, as the fastest of a few matmuls in the training precision."
+        },
+    )
+
+
+@dataclass
+class RecipeTrainingArguments(RecipeOptions, TrainingArguments):
+    """TrainingArguments with lmrecipes' options (RecipeOptions)."""
+
+
+@dataclass
+class RecipeSeq2SeqTrainingArguments(RecipeOptions, Seq2SeqTrainingArguments):
+    """Seq2SeqTrainingArguments with lmrecipes' options (RecipeOptions)."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -54,21 +125,130 @@ def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 700 else float("inf")
 
 
-class SafeTrainingMixin:
-    """Stops on a non-finite loss, marks checkpoints complete, and (for language models) logs perplexity."""
-
-    nonfinite_loss_step: int | None = None
-    _loss_sum_before_resume: float | None = 0.0  # the losses of the steps a resumed run does not train again
+class RecipeOptionsMixin:
+    """What RecipeOptions asks of the Trainer, and the logs a language model is watched by: Muon, tokens per second
+    and MFU, perplexity, and (causal LMs) sample generations at each evaluation."""
 
     def __init__(self, *args, report_perplexity: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         # exp(loss) means something for language modelling, not for a classifier's loss.
         self.report_perplexity = report_perplexity
+        self._matmul_weights = matmul_weight_count(self.model)
+        self._peak_flops: float | None = None
+        self._reset_throughput()
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None and getattr(self.args, "muon_learning_rate", None) is not None:
+            model = self.accelerator.unwrap_model(self.model if model is None else model)
+            decayed = set(self.get_decay_parameter_names(model))
+            self.optimizer = build_muon_with_adamw(model, self.args, decayed)
+        return super().create_optimizer(model)
+
+    def train(self, *args, **kwargs):
+        self._reset_throughput()
+        return super().train(*args, **kwargs)
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        # Counted from the batch's shape on the host: no device sync per step (padding counts as tokens).
+        input_ids = inputs.get("input_ids")
+        if input_ids is not None:
+            self._tokens_since_log += input_ids.numel()
+            self._flops_since_log += input_ids.numel() * training_flops_per_token(
+                self.model, input_ids.shape[-1], self._matmul_weights
+            )
+        return super().training_step(model, inputs, *args, **kwargs)
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if "loss" in logs:  # a training log: the throughput of the steps since the previous one
+            logs.update(self._throughput_logs())
+            self._reset_throughput()
         if self.report_perplexity:
             for key in [k for k in logs if k == "loss" or k.endswith("_loss")]:
                 logs[key.removesuffix("loss") + "perplexity"] = perplexity(logs[key])
+        super().log(logs, *args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            metrics = super().evaluate(*args, **kwargs)
+            self._log_samples()
+            return metrics
+        finally:
+            self._pause_throughput_clock(started)
+
+    def _log_samples(self) -> None:
+        """Sample from a causal LM at each evaluation (main process): printed, kept in trainer_state.json's log
+        history (the model card shows the last ones) and sent to the trackers as text."""
+        model = self.accelerator.unwrap_model(self.model)
+        new_tokens = getattr(self.args, "sample_max_new_tokens", 0)
+        family = FAMILIES.get(model.config.model_type)
+        if (
+            not new_tokens
+            or not self.is_world_process_zero()
+            or not isinstance(model, GenerationMixin)
+            or family is None
+            or family.objective != "causal"
+            or self.processing_class is None
+        ):
+            return
+        samples = {
+            f"eval_sample_{index}": generate_sample(
+                model, self.processing_class, prompt, new_tokens, seed=self.args.seed
+            )
+            for index, prompt in enumerate(self.args.sample_prompts)
+        }
+        for text in samples.values():
+            logger.info("sample at step %d: %r", self.state.global_step, text)
+        self.log(samples)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        started = time.perf_counter()
+        super()._save_checkpoint(model, trial)
+        self._pause_throughput_clock(started)
+
+    # ----------------------------------------------------------------------------------------- throughput
+
+    def _reset_throughput(self) -> None:
+        self._throughput_start = time.perf_counter()
+        self._tokens_since_log = 0
+        self._flops_since_log = 0.0
+
+    def _pause_throughput_clock(self, since: float) -> None:
+        """Leave the time since `since` (an evaluation, a save) out of the next logged tokens per second."""
+        self._throughput_start += time.perf_counter() - since
+
+    def _throughput_logs(self) -> dict[str, float]:
+        """tokens_per_second (all processes) and mfu (each process against one device's peak) since the last log."""
+        seconds = time.perf_counter() - self._throughput_start
+        if not self._tokens_since_log or seconds <= 0:
+            return {}
+        tokens_per_second = self._tokens_since_log * self.args.world_size / seconds
+        mfu = self._flops_since_log / seconds / self._hardware_peak_flops()
+        return {"tokens_per_second": round(tokens_per_second, 1), "mfu": round(mfu, 4)}
+
+    def _hardware_peak_flops(self) -> float:
+        if self._peak_flops is None and getattr(self.args, "peak_tflops", None):
+            self._peak_flops = self.args.peak_tflops * 1e12
+        if self._peak_flops is None:
+            started = time.perf_counter()
+            dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else torch.float32
+            size = 1024 if self.args.device.type == "cpu" else 8192
+            self._peak_flops = max(measured_matmul_peaks(self.args.device, dtype, size=size).values())
+            logger.info(
+                "measured matmul peak: %.1f TFLOP/s (the logged mfu's 100%%)", self._peak_flops / 1e12
+            )
+            self._pause_throughput_clock(started)
+        return self._peak_flops
+
+
+class SafeTrainingMixin:
+    """Stops on a non-finite loss, marks checkpoints complete, keeps the whole run's loss across resumes, and
+    resumes a stream in the right pass."""
+
+    nonfinite_loss_step: int | None = None
+    _loss_sum_before_resume: float | None = 0.0  # the losses of the steps a resumed run does not train again
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         loss = logs.get("loss")
         if loss is not None and not math.isfinite(loss):
             self.nonfinite_loss_step = self.state.global_step
@@ -177,11 +357,11 @@ def stream_position(epoch: float, batches_per_epoch: int) -> tuple[int, int]:
     return divmod(round(epoch * batches_per_epoch), batches_per_epoch)
 
 
-class RecipeTrainer(HubPushMixin, SafeTrainingMixin, Trainer):
+class RecipeTrainer(HubPushMixin, RecipeOptionsMixin, SafeTrainingMixin, Trainer):
     """The Trainer of every script; `report_perplexity=False` for tasks whose loss has no perplexity."""
 
 
-class RecipeSeq2SeqTrainer(HubPushMixin, SafeTrainingMixin, Seq2SeqTrainer):
+class RecipeSeq2SeqTrainer(HubPushMixin, RecipeOptionsMixin, SafeTrainingMixin, Seq2SeqTrainer):
     """The Seq2SeqTrainer of the translation script (token-level perplexity of the target is logged)."""
 
 
@@ -198,6 +378,10 @@ RUN_SETTING_FIELDS = frozenset(
         "hub_strategy",
         "hub_private_repo",
         "dataloader_num_workers",
+        "overwrite_output_dir",
+        "sample_prompts",
+        "sample_max_new_tokens",
+        "peak_tflops",
     }
 )
 
@@ -209,6 +393,9 @@ def start_run(training_args, recipe: Mapping[str, Any] | None) -> dict[str, floa
     to do), else None. Nothing is written: a recipe that fails its checks leaves no output folder behind.
     """
     check_world_size(training_args)
+    check_trackers(
+        training_args
+    )  # a missing tracker package fails now, not once the data and model are ready
     die_with_launcher()  # a killed `accelerate launch` takes its workers with it, freeing the folder
     if training_args.per_device_train_batch_size < 1:
         raise RecipeError(
@@ -218,9 +405,27 @@ def start_run(training_args, recipe: Mapping[str, Any] | None) -> dict[str, floa
         training_args.dataloader_pin_memory = False  # pinning is for host-to-GPU copies; on CPU torch warns
     set_seed(training_args.seed)
     prepare_trainer_push(training_args)  # a push without a token fails now, not after training
+    output_dir = Path(training_args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise RecipeError(f"output_dir={str(output_dir)!r} is a file, not a folder")
     if training_args.should_save:
-        hold_output_folder(Path(training_args.output_dir))
-    return check_output_folder(Path(training_args.output_dir), recipe, training_args)
+        hold_output_folder(output_dir)
+    if getattr(training_args, "overwrite_output_dir", False):
+        with training_args.main_process_first(desc="emptying the output folder"):  # the others wait for it
+            if training_args.should_save and _holds_work(output_dir):
+                empty_output_folder(output_dir)
+        return None
+    return check_output_folder(output_dir, recipe, training_args)
+
+
+def empty_output_folder(output_dir: Path) -> None:
+    """Delete everything in the output folder (not the folder itself: this run holds its lock)."""
+    logger.warning("overwrite_output_dir: deleting the earlier run's files in %s", output_dir)
+    for path in output_dir.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 _held_folders: dict[Path, int] = {}  # output folder -> the open descriptor whose lock this process holds
@@ -277,8 +482,6 @@ def check_output_folder(
 ) -> dict[str, float] | None:
     """Refuse a folder that holds another recipe's work, naming the fields that differ; return the results of this
     recipe's finished run when there is one; otherwise (a new folder, or this recipe's interrupted run) None."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise RecipeError(f"output_dir={str(output_dir)!r} is a file, not a folder")
     if recipe is None or not _holds_work(output_dir):
         return None
     recorded = load_recipe(output_dir)
@@ -301,13 +504,13 @@ def check_output_folder(
         )
         raise RecipeError(
             f"output_dir {output_dir} holds the work of another recipe ({changes}): choose another output_dir, or "
-            "delete that folder to start over"
+            "start over there with --overwrite_output_dir true"
         )
     results = output_dir / "all_results.json"
     if results.is_file() and not training_args.resume_from_checkpoint:
         logger.warning(
-            "%s already holds this recipe's finished run (all_results.json): nothing to do; delete the folder "
-            "to train again",
+            "%s already holds this recipe's finished run (all_results.json): nothing to do; train again with "
+            "--overwrite_output_dir true",
             output_dir,
         )
         return json.loads(results.read_text(encoding="utf-8"))

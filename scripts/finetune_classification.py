@@ -10,7 +10,7 @@ training example with the text's label, and at evaluation its windows' predictio
 import logging
 from typing import Any
 
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, TrainingArguments
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from lmrecipes import data, finetuning
 from lmrecipes.classification import (
@@ -25,7 +25,7 @@ from lmrecipes.errors import RecipeError, one_line_errors
 from lmrecipes.finetuning import FinetuneArguments, FinetuneDataArguments
 from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
 from lmrecipes.recipe import parse_recipe
-from lmrecipes.training import RecipeTrainer, start_run, train_evaluate_and_save
+from lmrecipes.training import RecipeTrainer, RecipeTrainingArguments, start_run, train_evaluate_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def main(
     finetune_args: FinetuneArguments,
     data_args: FinetuneDataArguments,
     task_args: ClassificationArguments,
-    training_args: TrainingArguments,
+    training_args: RecipeTrainingArguments,
     recipe: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Run a classification recipe end to end and return the final metrics (also in all_results.json)."""
@@ -132,7 +132,7 @@ if __name__ == "__main__":
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
         use_cpu_when_torchrun_has_no_accelerator()  # before TrainingArguments reads the environment
         finetune_args, data_args, task_args, training_args, recipe = parse_recipe(
-            (FinetuneArguments, FinetuneDataArguments, ClassificationArguments, TrainingArguments)
+            (FinetuneArguments, FinetuneDataArguments, ClassificationArguments, RecipeTrainingArguments)
         )
         metrics = main(finetune_args, data_args, task_args, training_args, recipe)
         if training_args.should_save:

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, TrainingArguments
+from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
 from lmrecipes import data, finetuning
 from lmrecipes.errors import one_line_errors
@@ -29,7 +29,7 @@ from lmrecipes.question_answering import (
     write_predictions,
 )
 from lmrecipes.recipe import parse_recipe
-from lmrecipes.training import RecipeTrainer, start_run, train_evaluate_and_save
+from lmrecipes.training import RecipeTrainer, RecipeTrainingArguments, start_run, train_evaluate_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def main(
     finetune_args: FinetuneArguments,
     data_args: FinetuneDataArguments,
     task_args: QuestionAnsweringArguments,
-    training_args: TrainingArguments,
+    training_args: RecipeTrainingArguments,
     recipe: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Run an extractive QA recipe end to end and return the final metrics (also in all_results.json)."""
@@ -136,7 +136,7 @@ if __name__ == "__main__":
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
         use_cpu_when_torchrun_has_no_accelerator()  # before TrainingArguments reads the environment
         finetune_args, data_args, task_args, training_args, recipe = parse_recipe(
-            (FinetuneArguments, FinetuneDataArguments, QuestionAnsweringArguments, TrainingArguments)
+            (FinetuneArguments, FinetuneDataArguments, QuestionAnsweringArguments, RecipeTrainingArguments)
         )
         metrics = main(finetune_args, data_args, task_args, training_args, recipe)
         if training_args.should_save:

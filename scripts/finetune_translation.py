@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
+from transformers import DataCollatorForSeq2Seq
 from transformers.dynamic_module_utils import custom_object_save
 
 from lmrecipes import data, finetuning
@@ -20,7 +20,12 @@ from lmrecipes.errors import one_line_errors
 from lmrecipes.finetuning import FinetuneDataArguments
 from lmrecipes.launch import use_cpu_when_torchrun_has_no_accelerator
 from lmrecipes.recipe import parse_recipe
-from lmrecipes.training import record_recipe, start_run, train_evaluate_and_save
+from lmrecipes.training import (
+    RecipeSeq2SeqTrainingArguments,
+    record_recipe,
+    start_run,
+    train_evaluate_and_save,
+)
 from lmrecipes.translation.modeling import (
     KeepTargetSpecialTokens,
     build_translation_model,
@@ -50,7 +55,7 @@ def main(
     model_args: TranslationModelArguments,
     data_args: FinetuneDataArguments,
     task_args: TranslationArguments,
-    training_args: Seq2SeqTrainingArguments,
+    training_args: RecipeSeq2SeqTrainingArguments,
     recipe: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Run a translation recipe end to end and return the final metrics (also in all_results.json)."""
@@ -188,7 +193,12 @@ if __name__ == "__main__":
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
         use_cpu_when_torchrun_has_no_accelerator()  # before TrainingArguments reads the environment
         model_args, data_args, task_args, training_args, recipe = parse_recipe(
-            (TranslationModelArguments, FinetuneDataArguments, TranslationArguments, Seq2SeqTrainingArguments)
+            (
+                TranslationModelArguments,
+                FinetuneDataArguments,
+                TranslationArguments,
+                RecipeSeq2SeqTrainingArguments,
+            )
         )
         metrics = main(model_args, data_args, task_args, training_args, recipe)
         if training_args.should_save:

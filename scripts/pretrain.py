@@ -11,8 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import AutoTokenizer, TrainingArguments, pipeline
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from lmrecipes import data
 from lmrecipes.data import DataArguments
@@ -24,14 +23,20 @@ from lmrecipes.modeling import (
     ModelArguments,
     build_config,
     build_pretraining_model,
+    generate_sample,
     load_pretrained,
     max_positions,
-    new_tokens_that_fit,
 )
 from lmrecipes.recipe import parse_recipe
 from lmrecipes.tbptt import TBPTTTrainer, check_truncated_bptt_arguments
 from lmrecipes.tokenization import reuse_or_train_tokenizer, train_tokenizer
-from lmrecipes.training import RecipeTrainer, record_recipe, start_run, train_evaluate_and_save
+from lmrecipes.training import (
+    RecipeTrainer,
+    RecipeTrainingArguments,
+    record_recipe,
+    start_run,
+    train_evaluate_and_save,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ logger = logging.getLogger(__name__)
 def main(
     model_args: ModelArguments,
     data_args: DataArguments,
-    training_args: TrainingArguments,
+    training_args: RecipeTrainingArguments,
     recipe: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Run a pretraining recipe end to end and return the final metrics (also in all_results.json)."""
@@ -77,7 +82,7 @@ def main(
             train_split = data.load_text_dataset(data_args, data_args.train_split)
             trained = train_tokenizer(
                 itertools.chain.from_iterable(data.batch_iterator(train_split, data_args.text_column)),
-                kind=family.tokenizer_kind,
+                kind=model_args.tokenizer_kind,
                 vocab_size=model_args.tokenizer_vocab_size,
                 model_max_length=data_args.block_size,
             )
@@ -140,21 +145,15 @@ def main(
     return train_evaluate_and_save(trainer, tokenizer, recipe, extra_eval_metrics=published)
 
 
-@torch.no_grad()
 def sample(output_dir: str | Path, prompt: str, max_new_tokens: int = 60, seed: int = 0) -> str:
-    """A short sample from a causal checkpoint (top-k sampling, seeded: greedy decoding of a small model loops on one
-    phrase), or the top fill for a masked one: a smoke test of the output folder."""
+    """A short sample from a causal checkpoint, or the top fill for a masked one: a smoke test of the output folder.
+    The causal sample fits the position table: a finished training must never fail on its sample."""
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
     if tokenizer.mask_token is not None:
         fill = pipeline("fill-mask", model=str(output_dir), device="cpu")
         return fill(f"{prompt} {tokenizer.mask_token}.", top_k=1)[0]["sequence"]
-    generator = pipeline("text-generation", model=str(output_dir), device="cpu")
-    prompt_length = len(tokenizer(prompt)["input_ids"])
-    # Within the position table: a finished training must never fail on its sample.
-    max_new_tokens = new_tokens_that_fit(generator.model.config, prompt_length, max_new_tokens)
-    torch.manual_seed(seed)
-    generated = generator(prompt, max_new_tokens=max_new_tokens, do_sample=True, top_k=40, temperature=0.8)
-    return generated[0]["generated_text"]
+    model = AutoModelForCausalLM.from_pretrained(output_dir)
+    return generate_sample(model, tokenizer, prompt, max_new_tokens, seed=seed)
 
 
 if __name__ == "__main__":
@@ -162,7 +161,7 @@ if __name__ == "__main__":
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
         use_cpu_when_torchrun_has_no_accelerator()  # before TrainingArguments reads the environment
         model_args, data_args, training_args, recipe = parse_recipe(
-            (ModelArguments, DataArguments, TrainingArguments)
+            (ModelArguments, DataArguments, RecipeTrainingArguments)
         )
         metrics = main(model_args, data_args, training_args, recipe)
         if training_args.should_save:

@@ -20,7 +20,7 @@ from transformers import HfArgumentParser
 from lmrecipes.data import DataArguments, batch_iterator, load_text_dataset
 from lmrecipes.errors import RecipeError, one_line_errors
 from lmrecipes.families import FAMILIES
-from lmrecipes.tokenization import train_tokenizer
+from lmrecipes.tokenization import TOKENIZER_KINDS, train_tokenizer
 
 logger = logging.getLogger("train_tokenizer")
 
@@ -38,7 +38,7 @@ class TokenizerTrainingArguments:
     )
     kind: str | None = field(
         default=None,
-        metadata={"help": "Tokenizer kind, instead of model_type.", "choices": ["byte_bpe", "wordpiece"]},
+        metadata={"help": "Tokenizer kind, instead of model_type.", "choices": TOKENIZER_KINDS},
     )
     min_frequency: int = field(
         default=2, metadata={"help": "Minimum count of a pair/subword to be merged in."}

@@ -125,6 +125,20 @@ def test_loss_curve_is_a_png_plotted_from_the_log_history(output_dir):
     assert "No training losses were logged." in (output_dir / "README.md").read_text()
 
 
+def test_the_last_evaluations_samples_are_shown(output_dir):
+    build_model_card(output_dir, RECIPE)
+    assert "### Samples" not in (output_dir / "README.md").read_text()  # none logged
+
+    samples = [
+        {"eval_sample_0": "The old sample", "step": 2},
+        {"eval_sample_0": "The cat sat", "eval_sample_1": "Once upon", "step": 4},
+    ]
+    (output_dir / "trainer_state.json").write_text(json.dumps({"log_history": LOG_HISTORY + samples}))
+    text = build_model_card(output_dir, RECIPE).text
+    assert "### Samples\n\nAt step 4 (top-k sampling, seeded):\n\n```text\nThe cat sat\n```" in text
+    assert "```text\nOnce upon\n```" in text and "The old sample" not in text
+
+
 def test_recipe_is_shown_and_saved_without_tokens(output_dir):
     card = build_model_card(output_dir, RECIPE)
 

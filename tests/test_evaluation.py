@@ -27,6 +27,7 @@ from lmrecipes.evaluation import (
 from lmrecipes.models.lstm_lm import LSTMLMConfig, LSTMLMForCausalLM
 from lmrecipes.models.mini_bert import MiniBertConfig, MiniBertForMaskedLM
 from lmrecipes.models.mini_gpt import MiniGPTConfig, MiniGPTForCausalLM
+from lmrecipes.tokenization import train_tokenizer
 
 WINDOW = 16
 
@@ -225,6 +226,16 @@ def test_word_perplexity_counts_words_plus_one_end_of_line_per_row(byte_bpe_toke
     assert chars.nll == pytest.approx(words.nll, rel=1e-12)
     assert chars.bpc == pytest.approx(words.nll / math.log(2) / num_chars, rel=1e-12)
     assert chars.word_ppl is None
+
+
+def test_a_word_level_tokenizer_makes_word_perplexity_its_token_perplexity():
+    """With one token per word and per line end, every unit the classic setup counts is one token of the stream:
+    the two perplexities agree (blank rows aside, which the stream leaves out; here there are none)."""
+    rows = [row for row in WIKITEXT_ROWS if row]
+    word_tokenizer = train_tokenizer(rows * 3, kind="word", vocab_size=50)
+    scores = score_texts(tiny_gpt(word_tokenizer, max_position_embeddings=64), word_tokenizer, rows, "word")
+    assert scores.num_tokens == scores.num_words + scores.num_lines == 3 + 7 + 4 + 3
+    assert scores.word_ppl == pytest.approx(scores.token_ppl, rel=1e-12)
 
 
 # --- (4) a uniform model ----------------------------------------------------------------------------------------------

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 from helpers import local_recipe, run_recipe, save_random_model, script_main, truncate, write_jsonl
-from transformers import AutoModelForSequenceClassification, TrainingArguments
+from transformers import AutoModelForSequenceClassification
 
 from lmrecipes.classification import ClassificationArguments
 from lmrecipes.errors import RecipeError
 from lmrecipes.finetuning import FinetuneArguments, FinetuneDataArguments, load_for_finetuning, load_tokenizer
 from lmrecipes.question_answering import QuestionAnsweringArguments
+from lmrecipes.training import RecipeTrainingArguments
 
 SMALL_VOCAB = 40
 CONTEXT = "the cat sat on the mat and the dog ran to the house."
@@ -35,12 +36,12 @@ RECIPES = {
     "classification": (
         "recipes/mini_bert/sst2_tiny.yaml",
         "finetune_classification",
-        (FinetuneArguments, FinetuneDataArguments, ClassificationArguments, TrainingArguments),
+        (FinetuneArguments, FinetuneDataArguments, ClassificationArguments, RecipeTrainingArguments),
     ),
     "qa": (
         "recipes/mini_bert/squad_tiny.yaml",
         "finetune_qa",
-        (FinetuneArguments, FinetuneDataArguments, QuestionAnsweringArguments, TrainingArguments),
+        (FinetuneArguments, FinetuneDataArguments, QuestionAnsweringArguments, RecipeTrainingArguments),
     ),
 }
 

@@ -46,3 +46,13 @@ def test_lowest_versions_pin_every_direct_dependency_at_its_lower_bound():
         assert Version(pins[name]) == Version(minimum), (
             f"{name}: pyproject says >={minimum}, CI pins {pins[name]}"
         )
+
+
+def test_ci_installs_every_tracker_extra_the_launch_check_points_to():
+    """`report_to` names a missing tracker with `pip install 'lmrecipes[<extra>]'`: each such extra exists, and dev
+    (what CI installs) holds the same requirement, so the trackers are tested."""
+    from lmrecipes.launch import TRACKER_EXTRAS
+
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra in TRACKER_EXTRAS.values():
+        assert set(extras[extra]) <= set(extras["dev"]), extra

@@ -7,13 +7,13 @@ import sys
 
 import pytest
 from helpers import REPO_ROOT
-from transformers import TrainingArguments
 
 from lmrecipes.data import DataArguments
 from lmrecipes.modeling import ModelArguments
 from lmrecipes.recipe import RecipeError, parse_recipe
+from lmrecipes.training import RecipeTrainingArguments
 
-PRETRAINING_TYPES = (ModelArguments, DataArguments, TrainingArguments)
+PRETRAINING_TYPES = (ModelArguments, DataArguments, RecipeTrainingArguments)
 
 
 def test_help_lists_the_fields_with_the_recipes_values_as_defaults(capsys):

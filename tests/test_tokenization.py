@@ -28,6 +28,15 @@ def wordpiece() -> PreTrainedTokenizerFast:
     return train_tokenizer(iter(CORPUS), "wordpiece", vocab_size=200, model_max_length=32)
 
 
+@pytest.fixture(scope="module")
+def word() -> PreTrainedTokenizerFast:
+    return train_tokenizer(iter(CORPUS), "word", vocab_size=100, model_max_length=32)
+
+
+def by_kind(kind, byte_bpe, wordpiece, word) -> PreTrainedTokenizerFast:
+    return {"byte_bpe": byte_bpe, "wordpiece": wordpiece, "word": word}[kind]
+
+
 def test_kind_by_model_type():
     assert {model_type: family.tokenizer_kind for model_type, family in FAMILIES.items()} == {
         "lstm_lm": "byte_bpe",
@@ -102,9 +111,49 @@ def test_wordpiece_round_trip_modulo_normalisation(wordpiece):
     assert wordpiece.decode(unseen) == "foxdog"
 
 
-@pytest.mark.parametrize("kind", ["byte_bpe", "wordpiece"])
-def test_save_and_load_with_auto_tokenizer(tmp_path, byte_bpe, wordpiece, kind):
-    tokenizer = byte_bpe if kind == "byte_bpe" else wordpiece
+def test_word_level_gives_a_token_per_word_and_per_line_break(word):
+    """The classic word-level setup: whitespace-separated words, an end-of-line token, unknown words as <unk>."""
+    text = "the lazy lobster , on the sea floor.\n\nthe zebra <unk>\n"
+    tokens = word.convert_ids_to_tokens(word(text)["input_ids"])
+    assert tokens == [
+        "the",
+        "lazy",
+        "lobster",
+        ",",
+        "on",
+        "the",
+        "sea",
+        "floor.",
+        "\n",
+        "\n",
+        "the",
+        "<unk>",
+        "<unk>",
+        "\n",
+    ]
+    assert word.unk_token == "<unk>" and word.convert_tokens_to_ids("<unk>") == word.unk_token_id
+    assert word.eos_token == word.bos_token == "<|endoftext|>" and word.pad_token == "<pad>"
+    assert len(word) == 3 + 40 + 1  # special tokens, the corpus's 40 words, the line break
+
+    top = train_tokenizer(
+        iter(CORPUS), "word", vocab_size=10
+    )  # the 7 most frequent words and line break only
+    assert len(top) == 10 and top.convert_ids_to_tokens(top("the sea floor")["input_ids"]) == [
+        "the",
+        "<unk>",
+        "<unk>",
+    ]
+
+
+def test_word_level_keeps_words_seen_once_by_default():
+    """A word-level benchmark's vocabulary is every training word: no frequency floor, unlike subword merges."""
+    tokenizer = train_tokenizer(["common common rare\n"], "word", vocab_size=100)
+    assert tokenizer.unk_token_id not in tokenizer("rare")["input_ids"]
+
+
+@pytest.mark.parametrize("kind", ["byte_bpe", "wordpiece", "word"])
+def test_save_and_load_with_auto_tokenizer(tmp_path, byte_bpe, wordpiece, word, kind):
+    tokenizer = by_kind(kind, byte_bpe, wordpiece, word)
     tokenizer.save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     text = "The lazy lobster , on the sea floor.\n"
@@ -120,9 +169,9 @@ def test_save_and_load_with_auto_tokenizer(tmp_path, byte_bpe, wordpiece, kind):
     assert loaded.model_input_names == tokenizer.model_input_names
 
 
-@pytest.mark.parametrize("kind", ["byte_bpe", "wordpiece"])
-def test_padding_collator_uses_the_pad_token(byte_bpe, wordpiece, kind):
-    tokenizer = byte_bpe if kind == "byte_bpe" else wordpiece
+@pytest.mark.parametrize("kind", ["byte_bpe", "wordpiece", "word"])
+def test_padding_collator_uses_the_pad_token(byte_bpe, wordpiece, word, kind):
+    tokenizer = by_kind(kind, byte_bpe, wordpiece, word)
     features = [tokenizer("the lazy dog"), tokenizer("the quick brown fox jumps over")]
     batch = DataCollatorWithPadding(tokenizer)(features)
     short = len(features[0]["input_ids"])
@@ -144,6 +193,8 @@ def test_vocab_too_small_is_an_error():
     # WordPiece keeps every character (and its ## form): this corpus needs more than 20 entries.
     with pytest.raises(ValueError, match=r"vocab_size=20 is too small for this corpus"):
         train_tokenizer(CORPUS, "wordpiece", vocab_size=20)
+    with pytest.raises(ValueError, match=r"vocab_size=3 is too small for a word-level tokenizer"):
+        train_tokenizer(CORPUS, "word", vocab_size=3)
 
 
 def test_bad_arguments_are_errors():

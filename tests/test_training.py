@@ -15,19 +15,28 @@ from transformers import TrainerCallback, TrainingArguments, default_data_collat
 from lmrecipes import training
 from lmrecipes.errors import RecipeError
 from lmrecipes.models.mini_gpt import MiniGPTConfig, MiniGPTForCausalLM
-from lmrecipes.training import COMPLETE_MARKER, RecipeTrainer, last_complete_checkpoint, start_run
+from lmrecipes.optimization import MuonWithAdamW
+from lmrecipes.throughput import training_flops_per_token
+from lmrecipes.training import (
+    COMPLETE_MARKER,
+    RecipeTrainer,
+    RecipeTrainingArguments,
+    last_complete_checkpoint,
+    start_run,
+)
 
 MAX_STEPS = 8
 
 
-def tiny_trainer(output_dir: Path, callbacks=(), **args) -> RecipeTrainer:
+def tiny_trainer(output_dir: Path, callbacks=(), tokenizer=None, **args) -> RecipeTrainer:
     torch.manual_seed(0)
+    vocab_size = len(tokenizer) if tokenizer is not None else 50
     config = MiniGPTConfig(
-        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        vocab_size=vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
         max_position_embeddings=16,
     )  # fmt: skip
     generator = torch.Generator().manual_seed(0)
-    blocks = torch.randint(0, 50, (64, 16), generator=generator).tolist()
+    blocks = torch.randint(0, vocab_size, (64, 16), generator=generator).tolist()
     train_dataset = Dataset.from_dict({"input_ids": blocks, "labels": blocks})
     fields = dict(
         output_dir=str(output_dir), max_steps=MAX_STEPS, per_device_train_batch_size=4, learning_rate=1e-2,
@@ -36,8 +45,10 @@ def tiny_trainer(output_dir: Path, callbacks=(), **args) -> RecipeTrainer:
     )  # fmt: skip
     return RecipeTrainer(
         model=MiniGPTForCausalLM(config),
-        args=TrainingArguments(**(fields | args)),
+        args=RecipeTrainingArguments(**(fields | args)),
         train_dataset=train_dataset,
+        eval_dataset=train_dataset.select(range(8)),
+        processing_class=tokenizer,
         data_collator=default_data_collator,
         callbacks=list(callbacks),
     )
@@ -119,3 +130,70 @@ def test_stream_position_reads_the_pass_and_batches_back_from_the_trainers_epoch
         for batches in {1, 2, batches_per_epoch // 2, batches_per_epoch - 1} - {0}:
             epoch = passes + batches / batches_per_epoch
             assert training.stream_position(epoch, batches_per_epoch) == (passes, batches)
+
+
+def test_a_muon_run_resumes_to_the_same_weights(tmp_path):
+    """Muon's momentum and AdamW's moments both travel through the checkpoint."""
+    whole = tiny_trainer(tmp_path / "whole", muon_learning_rate=0.02)
+    whole.train()
+    assert isinstance(whole.optimizer.optimizer, MuonWithAdamW)  # accelerate wraps the Trainer's optimizer
+
+    interrupted = tmp_path / "interrupted"
+    tiny_trainer(interrupted, callbacks=[StopAt(4)], muon_learning_rate=0.02).train()
+    resumed = tiny_trainer(interrupted, muon_learning_rate=0.02)
+    resumed.train(resume_from_checkpoint=str(interrupted / "checkpoint-4"))
+    for (name, mine), theirs in zip(resumed.model.named_parameters(), whole.model.parameters(), strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=0, msg=name)
+
+
+def test_training_logs_carry_tokens_per_second_and_mfu_against_the_given_peak(tmp_path):
+    trainer = tiny_trainer(tmp_path, peak_tflops=1e-3)
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logs) == MAX_STEPS // 3
+    flops_per_token = training_flops_per_token(trainer.model, seq_len=16)
+    for entry in logs:
+        assert entry["tokens_per_second"] > 0
+        expected_mfu = entry["tokens_per_second"] * flops_per_token / 1e9
+        assert entry["mfu"] == pytest.approx(expected_mfu, rel=1e-3, abs=1e-4)
+
+
+def test_a_causal_lm_is_sampled_at_each_evaluation_without_changing_its_training(
+    tmp_path, byte_bpe_tokenizer
+):
+    settings = dict(
+        eval_strategy="steps", eval_steps=4, sample_prompts=["the cat", ""], sample_max_new_tokens=5
+    )
+    sampled = tiny_trainer(tmp_path / "sampled", tokenizer=byte_bpe_tokenizer, **settings)
+    sampled.train()
+    samples = [entry for entry in sampled.state.log_history if "eval_sample_0" in entry]
+    assert [entry["step"] for entry in samples] == [4, 8]
+    assert all(entry["eval_sample_0"].startswith("the cat") and "eval_sample_1" in entry for entry in samples)
+
+    silent = tiny_trainer(
+        tmp_path / "silent", tokenizer=byte_bpe_tokenizer, **settings | {"sample_max_new_tokens": 0}
+    )
+    silent.train()
+    assert not any("eval_sample_0" in entry for entry in silent.state.log_history)
+    # The samples draw from their own random stream: dropout in training saw the same numbers either way.
+    for mine, theirs in zip(sampled.model.parameters(), silent.model.parameters(), strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+
+
+def test_a_tracker_that_is_not_installed_or_unknown_stops_the_run_before_any_work(tmp_path, monkeypatch):
+    from transformers.integrations import integration_utils
+
+    monkeypatch.setattr(integration_utils, "is_tensorboard_available", lambda: False)
+    output_dir = tmp_path / "run"
+    args = RecipeTrainingArguments(output_dir=str(output_dir), use_cpu=True, report_to=["tensorboard"])
+    with pytest.raises(
+        RecipeError,
+        match=r"^report_to: tensorboard is not installed here: pip install 'lmrecipes\[tensorboard\]'",
+    ):
+        start_run(args, recipe={"output_dir": str(output_dir)})
+    args.report_to = ["tensorbored"]
+    with pytest.raises(
+        RecipeError, match="report_to: unknown tracker 'tensorbored'; transformers supports .*tensorboard"
+    ):
+        start_run(args, recipe={"output_dir": str(output_dir)})
+    assert not output_dir.exists()

@@ -47,12 +47,13 @@ from lmrecipes.finetuning import (
     load_for_finetuning,
 )
 from lmrecipes.recipe import parse_recipe
+from lmrecipes.training import RecipeTrainingArguments
 
 finetune_classification = script_main("finetune_classification")
 
 pytestmark = needs_mirror("stanfordnlp/sst2")
 
-ARGUMENT_TYPES = (FinetuneArguments, FinetuneDataArguments, ClassificationArguments, TrainingArguments)
+ARGUMENT_TYPES = (FinetuneArguments, FinetuneDataArguments, ClassificationArguments, RecipeTrainingArguments)
 SENTENCES = [
     "a gorgeous , witty , seductive movie .",
     "the acting is bad and the plot is worse",

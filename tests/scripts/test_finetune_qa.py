@@ -19,7 +19,7 @@ from helpers import (
     script_main,
     write_jsonl,
 )
-from transformers import AutoModelForQuestionAnswering, AutoTokenizer, TrainingArguments, pipeline
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
 
 from lmrecipes.data import load_hub_dataset
 from lmrecipes.finetuning import FinetuneArguments, FinetuneDataArguments
@@ -35,12 +35,18 @@ from lmrecipes.question_answering import (
     squad_metric_inputs,
 )
 from lmrecipes.recipe import parse_recipe
+from lmrecipes.training import RecipeTrainingArguments
 
 finetune_question_answering = script_main("finetune_qa")
 
 pytestmark = needs_mirror("rajpurkar/squad")
 
-ARGUMENT_TYPES = (FinetuneArguments, FinetuneDataArguments, QuestionAnsweringArguments, TrainingArguments)
+ARGUMENT_TYPES = (
+    FinetuneArguments,
+    FinetuneDataArguments,
+    QuestionAnsweringArguments,
+    RecipeTrainingArguments,
+)
 TINY_RECIPE = "recipes/mini_bert/squad_tiny.yaml"
 CONTEXT = "The cat sat on the red mat in the garden. The dog ran to the big house on the hill."
 

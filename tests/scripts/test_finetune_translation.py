@@ -43,6 +43,7 @@ from lmrecipes.finetuning import FinetuneDataArguments
 from lmrecipes.pipelines import register_pipelines
 from lmrecipes.pipelines.translation import TRANSLATION_TASK
 from lmrecipes.recipe import load_recipe, parse_recipe
+from lmrecipes.training import RecipeSeq2SeqTrainingArguments
 from lmrecipes.translation.modeling import (
     DECODER_TOKENIZER_FOLDER,
     build_translation_model,
@@ -566,7 +567,12 @@ def test_a_damaged_or_empty_warm_start_folder_is_named(
 def test_full_size_recipes_parse(recipe, tmp_path):
     """The recipes too long for the tests still name only real fields with valid values."""
     model_args, _, task_args, training_args, _ = parse_recipe(
-        (TranslationModelArguments, FinetuneDataArguments, TranslationArguments, Seq2SeqTrainingArguments),
+        (
+            TranslationModelArguments,
+            FinetuneDataArguments,
+            TranslationArguments,
+            RecipeSeq2SeqTrainingArguments,
+        ),
         [str(REPO_ROOT / recipe), "--output_dir", str(tmp_path)],
     )
     assert training_args.predict_with_generate and training_args.generation_num_beams == 4

@@ -14,18 +14,23 @@ import torch
 from helpers import REPO_ROOT, accelerate_launch, needs_mirror, script_main, tiny_corpus
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, TrainingArguments
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
 from lmrecipes.data import DataArguments
 from lmrecipes.modeling import ModelArguments
 from lmrecipes.recipe import RecipeError, load_recipe, parse_recipe
-from lmrecipes.training import COMPLETE_MARKER, NonFiniteLossError, last_complete_checkpoint
+from lmrecipes.training import (
+    COMPLETE_MARKER,
+    NonFiniteLossError,
+    RecipeTrainingArguments,
+    last_complete_checkpoint,
+)
 
 pretrain = script_main("pretrain")
 
 pytestmark = needs_mirror()
 
-ARGUMENT_TYPES = (ModelArguments, DataArguments, TrainingArguments)
+ARGUMENT_TYPES = (ModelArguments, DataArguments, RecipeTrainingArguments)
 
 
 def eval_losses(output_dir: Path) -> list[float]:
@@ -339,6 +344,14 @@ def test_a_folder_holding_another_recipes_work_is_refused_and_a_finished_run_is_
     with pytest.raises(ValueError, match="is a file, not a folder"):
         run_in_process(tmp_path / "all_results.json", *tokenizer)
 
+    # --overwrite_output_dir: the way out, explicitly: the other recipe starts over in that folder.
+    overwritten = run_in_process(
+        tmp_path, *tokenizer, "--max_steps", "4", "--hidden_size", "48", "--overwrite_output_dir", "true"
+    )
+    assert "hidden_size: 48" in (tmp_path / "recipe.yaml").read_text()
+    assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == ["checkpoint-4"]  # the old ones are gone
+    assert overwritten["train_loss"] != metrics["train_loss"]
+
 
 @pytest.mark.parametrize(
     "overrides,message",
@@ -383,3 +396,19 @@ def test_a_single_local_text_file_trains_and_evaluates(gpt_run, tmp_path):
             *("--streaming", "true", "--max_steps", "2"),
         )
     assert not (tmp_path / "stream").exists()
+
+
+def test_the_readme_tracker_example_logs_offline_to_tensorboard_and_trackio(tmp_path, monkeypatch):
+    """`--report_to tensorboard trackio` (README): losses, tokens per second and the evaluation samples reach both
+    trackers, with no network."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
+    run_in_process(tmp_path / "run", "--report_to", "tensorboard", "trackio", "--max_steps", "10")
+
+    (events,) = (tmp_path / "run" / "runs").iterdir()
+    board = EventAccumulator(str(events), size_guidance={"scalars": 0, "tensors": 0}).Reload()
+    scalars = set(board.Tags()["scalars"])
+    assert {"train/loss", "train/tokens_per_second", "train/mfu", "eval/loss"} <= scalars, scalars
+    assert any("eval/sample_0" in tag for tag in board.Tags()["tensors"]), board.Tags()
+    assert any(path.suffix == ".db" for path in (tmp_path / "trackio").iterdir())  # trackio's local store
