@@ -51,6 +51,9 @@ class MuonWithAdamW(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.muon.load_state_dict(state_dict["muon"])
         self.adamw.load_state_dict(state_dict["adamw"])
+        # Optimizer.load_state_dict gives each optimizer new group dicts (accelerate's prepare calls it too):
+        # share them again, or a scheduler would set learning rates that no optimizer reads.
+        self.param_groups = self.adamw.param_groups + self.muon.param_groups
 
 
 def muon_parameter_names(model: PreTrainedModel) -> set[str]:

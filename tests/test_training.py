@@ -136,7 +136,12 @@ def test_a_muon_run_resumes_to_the_same_weights(tmp_path):
     """Muon's momentum and AdamW's moments both travel through the checkpoint."""
     whole = tiny_trainer(tmp_path / "whole", muon_learning_rate=0.02)
     whole.train()
-    assert isinstance(whole.optimizer.optimizer, MuonWithAdamW)  # accelerate wraps the Trainer's optimizer
+    optimizer = whole.optimizer.optimizer  # accelerate wraps the Trainer's optimizer
+    assert isinstance(optimizer, MuonWithAdamW)
+    # The schedule reached both optimizers (accelerate's prepare reloads their state, which renews their groups).
+    scheduled = whole.lr_scheduler.get_last_lr()
+    assert [group["lr"] for group in optimizer.adamw.param_groups + optimizer.muon.param_groups] == scheduled
+    assert scheduled[-1] == 0.0  # the linear schedule ends at 0
 
     interrupted = tmp_path / "interrupted"
     tiny_trainer(interrupted, callbacks=[StopAt(4)], muon_learning_rate=0.02).train()
