@@ -42,7 +42,9 @@ BYTE_BPE_PAD_TOKEN = "<pad>"
 BYTE_BPE_SPECIAL_TOKENS = [END_OF_TEXT_TOKEN, BYTE_BPE_PAD_TOKEN]
 WORDPIECE_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORD_UNK_TOKEN = "<unk>"
-WORD_SPECIAL_TOKENS = [END_OF_TEXT_TOKEN, BYTE_BPE_PAD_TOKEN, WORD_UNK_TOKEN]
+# <unk> is not among them: WikiText's text holds it as a word, and a special token that the trainer also counts as a
+# word ends up with two ids, one of them past the end of the vocabulary. It is added after training if unseen.
+WORD_SPECIAL_TOKENS = [END_OF_TEXT_TOKEN, BYTE_BPE_PAD_TOKEN]
 # The vocabulary files of the tokenizers transformers loads; a folder without any of them holds no tokenizer.
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
 
@@ -108,7 +110,7 @@ def _wordpiece(vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers
 
 
 def _word(vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers.Trainer]:
-    if vocab_size <= len(WORD_SPECIAL_TOKENS):
+    if vocab_size <= len(WORD_SPECIAL_TOKENS) + 1:  # + <unk>
         raise RecipeError(
             f"vocab_size={vocab_size} is too small for a word-level tokenizer: its {len(WORD_SPECIAL_TOKENS)} special "
             "tokens alone fill it."
@@ -117,7 +119,7 @@ def _word(vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers.Trai
     # The pieces are the matches: runs of non-space characters, and each line break on its own.
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"\n|[^\s]+"), behavior="removed", invert=True)
     trainer = trainers.WordLevelTrainer(
-        vocab_size=vocab_size,
+        vocab_size=vocab_size - 1,  # room for <unk>
         min_frequency=min_frequency,
         special_tokens=WORD_SPECIAL_TOKENS,
         show_progress=True,
@@ -167,6 +169,11 @@ def train_tokenizer(
         raise RecipeError(
             "Cannot train a tokenizer on an empty corpus: the texts given contain no non-empty string."
         )
+
+    if kind == "word" and tokenizer.token_to_id(WORD_UNK_TOKEN) is None:
+        vocabulary = tokenizer.get_vocab(with_added_tokens=True)
+        vocabulary[WORD_UNK_TOKEN] = len(vocabulary)
+        tokenizer.model = models.WordLevel(vocabulary, unk_token=WORD_UNK_TOKEN)
 
     trained_size = tokenizer.get_vocab_size()
     if trained_size > vocab_size:

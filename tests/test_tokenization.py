@@ -145,6 +145,14 @@ def test_word_level_gives_a_token_per_word_and_per_line_break(word):
     ]
 
 
+def test_word_level_ids_are_contiguous_when_the_corpus_holds_unk():
+    """WikiText writes its unknown words as <unk>: that word is the tokenizer's unk, and no id is past the end."""
+    tokenizer = train_tokenizer(["a b <unk> c <unk> a\n"] * 3, "word", vocab_size=100)
+    ids = tokenizer("a zebra <unk> b\n")["input_ids"]
+    assert ids[1] == ids[2] == tokenizer.unk_token_id
+    assert sorted(tokenizer.get_vocab().values()) == list(range(len(tokenizer)))
+
+
 def test_word_level_keeps_words_seen_once_by_default():
     """A word-level benchmark's vocabulary is every training word: no frequency floor, unlike subword merges."""
     tokenizer = train_tokenizer(["common common rare\n"], "word", vocab_size=100)
