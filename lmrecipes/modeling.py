@@ -36,6 +36,7 @@ _SIZE_FIELDS = (
     "embedding_size",
     "max_position_embeddings",
     "tie_word_embeddings",
+    "initializer_range",
 )
 
 
@@ -80,6 +81,12 @@ class ModelArguments:
     max_position_embeddings: int | None = field(default=None, metadata={"help": "Maximum sequence length."})
     tie_word_embeddings: bool | None = field(
         default=None, metadata={"help": "Tie input and output embeddings."}
+    )
+    initializer_range: float | None = field(
+        default=None,
+        metadata={
+            "help": "Standard deviation of the weight initialisation (lstm_lm: of the token embedding)."
+        },
     )
     dropout: float | None = field(
         default=None, metadata={"help": "Sets every dropout probability of the family."}

@@ -21,9 +21,18 @@ from lmrecipes.families import FAMILIES
 
 
 def matmul_weight_count(model: nn.Module) -> int:
-    """The weights a token is multiplied by once per forward pass (N_matmul)."""
+    """The weights a token is multiplied by once per forward pass (N_matmul). Of an adaptive softmax only the head
+    counts: its tail clusters see only the positions whose target is a rarer word."""
+    tails = {
+        id(linear)
+        for adaptive in model.modules()
+        if isinstance(adaptive, nn.AdaptiveLogSoftmaxWithLoss)
+        for linear in adaptive.tail.modules()
+    }
     count = 0
     for module in model.modules():
+        if id(module) in tails:
+            continue
         if isinstance(module, (nn.Linear, Conv1D)):
             count += module.weight.numel()  # a tied head counts: it is a matmul, not a look-up
         elif isinstance(module, nn.LSTM):

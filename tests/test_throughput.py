@@ -47,3 +47,14 @@ def test_matmul_peak_is_the_fastest_backend_measured():
     peaks = measured_matmul_peaks(torch.device("cpu"), torch.float32, size=64, repeats=2)
     assert set(peaks) <= {"torch.matmul", "oneDNN matmul"} and "torch.matmul" in peaks
     assert all(flops > 0 for flops in peaks.values())
+
+
+def test_an_adaptive_softmax_counts_its_head_not_its_tail_clusters():
+    sizes = dict(
+        vocab_size=VOCAB, embedding_size=16, hidden_size=16, num_hidden_layers=2, tie_word_embeddings=False
+    )
+    adaptive = LSTMLMForCausalLM(LSTMLMConfig(**sizes, adaptive_softmax_cutoffs=[20, 50]))
+    gates = 4 * 16 * (16 + 16) * 2
+    assert (
+        matmul_weight_count(adaptive) == gates + adaptive.lm_head.head.weight.numel() == gates + 16 * (20 + 2)
+    )

@@ -20,9 +20,19 @@ class LSTMLMConfig(PreTrainedConfig):
         embedding_dropout (`float`, defaults to 0.1): dropout on the token embeddings.
         hidden_dropout (`float`, defaults to 0.1): dropout between LSTM layers (the `dropout` of `nn.LSTM`).
         output_dropout (`float`, defaults to 0.1): dropout on the output of the last LSTM layer.
+        initializer_range (`float`, defaults to 1.0): standard deviation of the normal initialisation of the token
+            embedding, which is also the output matrix when tied. 1.0 is nn.Embedding's own; the classic word-level
+            LSTMs trained with SGD at learning rate 20 start much smaller (uniform in +-0.1, std 0.058).
         tie_word_embeddings (`bool`, defaults to `True`): share the input embedding matrix with the output layer
             of the language-model head. When `embedding_size != hidden_size`, the head first projects the
             LSTM output from `hidden_size` to `embedding_size`.
+        adaptive_softmax_cutoffs (`list[int]`, *optional*): use an adaptive softmax (Grave et al., 2017;
+            `torch.nn.AdaptiveLogSoftmaxWithLoss`) as the language-model head: the ids below the first cutoff (the
+            most frequent words, when the vocabulary is sorted by frequency) in a full softmax, each further range of
+            ids in a cluster of reduced width. Training then never builds the full distribution over a large word
+            vocabulary. Needs `tie_word_embeddings=False`. None (default): a plain linear head.
+        adaptive_softmax_div_value (`float`, defaults to 4.0): each cluster's width is the previous one's divided
+            by this.
         classifier_pooling (`str`, defaults to `"last"`): how [`LSTMLMForSequenceClassification`] pools a
             sequence: `"last"` (the last real token) or `"mean"` (the mean over real tokens).
         use_cache (`bool`, defaults to `True`): whether inference returns the recurrent state for reuse.
@@ -47,6 +57,9 @@ class LSTMLMConfig(PreTrainedConfig):
     embedding_dropout: float = 0.1
     hidden_dropout: float = 0.1
     output_dropout: float = 0.1
+    initializer_range: float = 1.0
+    adaptive_softmax_cutoffs: list[int] | None = None
+    adaptive_softmax_div_value: float = 4.0
     tie_word_embeddings: bool = True
     classifier_pooling: str = "last"
     use_cache: bool = True
@@ -87,6 +100,44 @@ class LSTMLMConfig(PreTrainedConfig):
                         f"LSTMLMConfig.{name}={value!r} is outside the vocabulary "
                         f"(vocab_size={self.vocab_size}, valid ids are 0..{self.vocab_size - 1})."
                     )
+        if (
+            isinstance(self.initializer_range, bool)
+            or not isinstance(self.initializer_range, (int, float))
+            or (self.initializer_range <= 0)
+        ):
+            raise ValueError(
+                f"LSTMLMConfig.initializer_range must be a positive number, got {self.initializer_range!r}."
+            )
+        cutoffs = self.adaptive_softmax_cutoffs
+        if cutoffs is not None:
+            if (
+                not isinstance(cutoffs, (list, tuple))
+                or not cutoffs
+                or any(isinstance(c, bool) or not isinstance(c, int) for c in cutoffs)
+                or list(cutoffs) != sorted(set(cutoffs))
+                or cutoffs[0] <= 0
+                or cutoffs[-1] >= self.vocab_size
+            ):
+                raise ValueError(
+                    "LSTMLMConfig.adaptive_softmax_cutoffs must be increasing token ids between 0 and vocab_size="
+                    f"{self.vocab_size} (exclusive), got {cutoffs!r}."
+                )
+            if self.tie_word_embeddings:
+                raise ValueError(
+                    "LSTMLMConfig.adaptive_softmax_cutoffs needs tie_word_embeddings=False: the adaptive softmax's "
+                    "clusters have no single output matrix to share with the embedding."
+                )
+            if isinstance(self.adaptive_softmax_div_value, bool) or not self.adaptive_softmax_div_value > 1:
+                raise ValueError(
+                    "LSTMLMConfig.adaptive_softmax_div_value must be a number > 1, got "
+                    f"{self.adaptive_softmax_div_value!r}."
+                )
+            if self.hidden_size // self.adaptive_softmax_div_value ** len(cutoffs) < 1:
+                raise ValueError(
+                    f"LSTMLMConfig.adaptive_softmax_div_value={self.adaptive_softmax_div_value!r} leaves the last of "
+                    f"{len(cutoffs)} clusters no width: hidden_size={self.hidden_size} divided by it "
+                    f"{len(cutoffs)} times is below 1."
+                )
         if self.classifier_pooling not in CLASSIFIER_POOLINGS:
             raise ValueError(
                 f"LSTMLMConfig.classifier_pooling must be one of {CLASSIFIER_POOLINGS}, "

@@ -246,10 +246,10 @@ class LSTMLMPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         # Scales that keep activations O(1) through a small recurrent net (the 0.02 of transformer inits leaves the
-        # LSTM gates idle and trains markedly slower): embeddings N(0, 1) as in nn.Embedding, also when they serve as
-        # the tied output matrix; linear layers LeCun-normal, N(0, 1 / fan_in).
+        # LSTM gates idle and trains markedly slower): embeddings N(0, initializer_range), by default 1 as in
+        # nn.Embedding, also when they serve as the tied output matrix; linear layers LeCun-normal, N(0, 1 / fan_in).
         if isinstance(module, nn.Embedding):
-            init.normal_(module.weight, mean=0.0, std=1.0)
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
         elif isinstance(module, nn.Linear):
             init.normal_(module.weight, mean=0.0, std=1.0 / math.sqrt(module.in_features))
             if module.bias is not None:
@@ -403,8 +403,20 @@ class LSTMLMForCausalLM(LSTMLMPreTrainedModel, GenerationMixin):
             # The tied output matrix is (vocab_size, embedding_size): bring the LSTM output to that width first.
             self.output_projection = nn.Linear(config.hidden_size, config.embedding_size)
             head_input_size = config.embedding_size
-        self.lm_head = nn.Linear(head_input_size, config.vocab_size)
+        if config.adaptive_softmax_cutoffs:
+            self.lm_head = nn.AdaptiveLogSoftmaxWithLoss(
+                head_input_size,
+                config.vocab_size,
+                cutoffs=list(config.adaptive_softmax_cutoffs),
+                div_value=config.adaptive_softmax_div_value,
+            )
+        else:
+            self.lm_head = nn.Linear(head_input_size, config.vocab_size)
         self.post_init()
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        # An adaptive softmax has no (vocab_size, hidden) output matrix to tie, resize or share.
+        return None if isinstance(self.lm_head, nn.AdaptiveLogSoftmaxWithLoss) else self.lm_head
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
@@ -432,6 +444,10 @@ class LSTMLMForCausalLM(LSTMLMPreTrainedModel, GenerationMixin):
         logits_to_keep (`int` or `torch.Tensor`): compute logits for the last `logits_to_keep` positions only
             (0 = all), or for the given positions; `generate` uses 1.
         See [`LSTMLMModel.forward`] for the other arguments.
+
+        With an adaptive softmax (`config.adaptive_softmax_cutoffs`) the logits are log-probabilities, and with
+        `labels` they are not computed (None): the loss reads only the targets' clusters, which is what makes the
+        head cheap to train.
         """
         outputs = self.model(
             input_ids=input_ids,
@@ -441,20 +457,40 @@ class LSTMLMForCausalLM(LSTMLMPreTrainedModel, GenerationMixin):
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
         )
-        hidden_states = outputs.last_hidden_state
-        logits = self.lm_head(self.output_projection(slice_logits_to_keep(hidden_states, logits_to_keep)))
-
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(
-                logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs
-            )
+        hidden_states = self.output_projection(
+            slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+        )
+        if isinstance(self.lm_head, nn.AdaptiveLogSoftmaxWithLoss):
+            loss = None if labels is None else self._adaptive_softmax_loss(hidden_states, labels, **kwargs)
+            logits = None if labels is not None else self.lm_head.log_prob(hidden_states.flatten(0, -2))
+            logits = logits if logits is None else logits.view(*hidden_states.shape[:-1], -1)
+        else:
+            logits = self.lm_head(hidden_states)
+            loss = None
+            if labels is not None:
+                loss = self.loss_function(
+                    logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs
+                )
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
         )
+
+    def _adaptive_softmax_loss(
+        self, hidden_states: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, **kwargs
+    ) -> torch.Tensor:
+        """Next-token cross-entropy through the adaptive softmax, as ForCausalLMLoss computes it for a linear head:
+        labels shifted inside, -100 ignored, the sum divided by `num_items_in_batch` when the Trainer passes it."""
+        targets = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:].to(hidden_states.device).flatten()
+        kept = targets != -100
+        target_log_probs = self.lm_head(hidden_states.flatten(0, -2)[kept], targets[kept]).output
+        if num_items_in_batch is None:
+            return -target_log_probs.mean()
+        if torch.is_tensor(num_items_in_batch):
+            num_items_in_batch = num_items_in_batch.to(target_log_probs.device)
+        return -target_log_probs.sum() / num_items_in_batch
 
 
 class LSTMLMForSequenceClassification(LSTMLMPreTrainedModel):

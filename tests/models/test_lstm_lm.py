@@ -5,7 +5,11 @@ The generic interface checks (save/load, remote code, Trainer, pipelines) live i
 
 from __future__ import annotations
 
+from inspect import signature
+
+import model_specs
 import pytest
+import test_modeling_common
 import torch
 from transformers import DynamicCache
 
@@ -81,11 +85,20 @@ def real_slice(length: int, seq_len: int, side: str) -> slice:
         ("eos_token_id", [BOS_ID, VOCAB_SIZE]),
         ("pad_token_id", -1),
         ("classifier_pooling", "max"),
+        ("initializer_range", 0.0),
     ],
 )
 def test_config_rejects_bad_value_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         make_config(**{field: value})
+
+
+@pytest.mark.parametrize("std", [1.0, 0.05])
+def test_the_embedding_and_its_tied_output_matrix_start_at_initializer_range(std):
+    torch.manual_seed(0)
+    model = LSTMLMForCausalLM(make_config(vocab_size=2000, initializer_range=std))
+    assert model.model.embed_tokens.weight.std().item() == pytest.approx(std, rel=0.05)
+    assert model.get_output_embeddings().weight is model.model.embed_tokens.weight
 
 
 def test_config_is_rechecked_before_saving(tmp_path):
@@ -410,3 +423,72 @@ def test_gradient_checkpointing_replays_cudnn_dropout():
         gradients.append({name: p.grad.clone() for name, p in model.named_parameters()})
     for name, gradient in gradients[0].items():
         torch.testing.assert_close(gradients[1][name], gradient, msg=name)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The adaptive softmax head (recipes/lstm_lm/wikitext2.yaml) through the whole conformance suite
+# ---------------------------------------------------------------------------------------------------------------------
+
+ADAPTIVE_SOFTMAX = {"adaptive_softmax_cutoffs": [20, 50], "tie_word_embeddings": False}
+
+
+def runs_the_causal_lstm(check) -> bool:
+    """Whether the suite runs `check` for LSTMLMForCausalLM (its model_class parametrization lists it)."""
+    for mark in getattr(check, "pytestmark", []):
+        if mark.name == "parametrize" and "model_class" in mark.args[0]:
+            values = [value if isinstance(value, tuple) else (value,) for value in mark.args[1]]
+            return any(LSTMLMForCausalLM in value for value in values)
+    return True  # not parametrized by model class: it runs every head
+
+
+CONFORMANCE_CHECKS = [
+    check
+    for name, check in vars(test_modeling_common).items()
+    if name.startswith("test_")
+    and {"model_class", "tmp_path", "side", "argument"} >= set(signature(check).parameters)
+    and runs_the_causal_lstm(check)
+]
+
+
+@pytest.fixture
+def adaptive_softmax_lstm(monkeypatch):
+    """The suite's tiny lstm_lm with an adaptive softmax head: every check then builds that variant."""
+    tiny = model_specs.TINY_CONFIGS["lstm_lm"]
+    monkeypatch.setitem(model_specs.TINY_CONFIGS, "lstm_lm", lambda **kw: tiny(**(ADAPTIVE_SOFTMAX | kw)))
+
+
+@pytest.mark.parametrize("check", CONFORMANCE_CHECKS, ids=lambda check: check.__name__)
+def test_the_adaptive_softmax_head_passes_the_conformance_suite(check, adaptive_softmax_lstm, tmp_path):
+    model = model_specs.tiny_model(LSTMLMForCausalLM)
+    assert isinstance(model.lm_head, torch.nn.AdaptiveLogSoftmaxWithLoss)
+    arguments = {"model_class": LSTMLMForCausalLM, "tmp_path": tmp_path, "side": "left", "argument": "cache"}
+    check(**{name: arguments[name] for name in signature(check).parameters})
+
+
+def test_adaptive_softmax_logits_are_log_probabilities_and_the_loss_never_builds_them():
+    model = make_model(tie_word_embeddings=False, adaptive_softmax_cutoffs=[10, 30]).eval()
+    input_ids = token_ids(2, 7)
+    log_probs = model(input_ids).logits
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 7))
+    with_labels = model(input_ids, labels=input_ids)
+    assert with_labels.logits is None
+    expected = torch.nn.functional.nll_loss(log_probs[:, :-1].flatten(0, 1), input_ids[:, 1:].flatten())
+    torch.testing.assert_close(with_labels.loss, expected)
+    assert model.get_output_embeddings() is None
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"adaptive_softmax_cutoffs": [10, 30]}, "needs tie_word_embeddings=False"),
+        ({"adaptive_softmax_cutoffs": [30, 10], "tie_word_embeddings": False}, "increasing"),
+        ({"adaptive_softmax_cutoffs": [10, VOCAB_SIZE], "tie_word_embeddings": False}, "increasing"),
+        (
+            {"adaptive_softmax_cutoffs": [10, 20, 30], "tie_word_embeddings": False, "hidden_size": 32},
+            "no width",
+        ),
+    ],
+)
+def test_adaptive_softmax_config_is_checked(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make_config(**overrides)
