@@ -36,7 +36,9 @@ def cpu_model() -> str:
         pass
     if "model name" not in fields:
         return platform.processor() or platform.machine()
-    return f"{fields['model name']} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
+    return (
+        f"{fields['model name']} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
+    )
 
 
 def load_average() -> str:

@@ -37,6 +37,7 @@ _SIZE_FIELDS = (
     "max_position_embeddings",
     "tie_word_embeddings",
     "initializer_range",
+    "adaptive_softmax_cutoffs",
 )
 
 
@@ -86,6 +87,13 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "Standard deviation of the weight initialisation (lstm_lm: of the token embedding)."
+        },
+    )
+    adaptive_softmax_cutoffs: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "lstm_lm only: an adaptive softmax head whose clusters start at these token ids (the word "
+            "tokenizer numbers words by frequency), e.g. 2000 10000; needs tie_word_embeddings false."
         },
     )
     dropout: float | None = field(

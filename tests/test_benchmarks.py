@@ -53,3 +53,50 @@ def test_tfidf_baseline_benchmark_scores_and_writes_its_section(tmp_path):
     (row,) = [line for line in text.splitlines() if line.startswith("| sst2 ")]
     accuracy = float(row.split("|")[4])
     assert 0.6 < accuracy <= 1.0  # 2,000 sentences already separate the two classes well above chance
+
+
+@needs_mirror("Salesforce/wikitext")
+def test_trainer_speed_benchmark_runs_ours_fast_ours_plain_and_the_built_in(tmp_path):
+    output = tmp_path / "trainer_speed.json"
+    command = [
+        sys.executable,
+        "benchmarks/bench_trainer_speed.py",
+        *"--recipes recipes/mini_gpt/tiny.yaml --warmup_steps 1 --timed_steps 2 --rounds 1 --max_blocks 64".split(),
+        *"--threads 1 --memory false --json_output".split(),  # the memory probe: the test below
+        str(output),
+        "--fast=--dataloader_drop_last true",  # a cheap stand-in for the speed-ups: no compilation here
+    ]
+    run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(output.read_text())["results"]
+    assert [row["variant"] for row in results] == ["ours, fast", "ours, plain", "built-in"]
+    assert [row["model"] for row in results] == ["mini_gpt", "mini_gpt", "GPT2LMHeadModel"]
+    for row in results:
+        assert row["tokens_per_second"] > 0 and 0 < row["mfu"] < 1 and row["peak_memory_bytes"] is None
+    assert results[2]["speed_vs_built_in"] == 1.0  # the built-in against itself
+
+
+def test_the_memory_probe_resets_the_peak_resident_set_before_training():
+    """Preparing the data peaks above a small model's training; the probe must not report that earlier peak."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import bench_trainer_speed
+
+    block = bytearray(300 * 2**20)  # 300 MiB, touched so that it is resident
+    block[::4096] = b"x" * len(block[::4096])
+    del block
+    high = bench_trainer_speed._status_kib("VmHWM")
+    bench_trainer_speed.reset_peak_memory()
+    assert bench_trainer_speed._status_kib("VmHWM") < high - 200 * 1024
+
+
+def test_generation_benchmark_times_cached_and_uncached_and_the_lstm_per_token():
+    command = [
+        sys.executable,
+        "benchmarks/bench_generation.py",
+        *"--new_tokens 16 --lstm_new_tokens 40 --early_tokens 4-8 --repeats 1".split(),
+    ]
+    run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (
+        "| mini_gpt |" in run.stdout and "| GPT2LMHeadModel |" in run.stdout and "| lstm_lm |" in run.stdout
+    )

@@ -12,7 +12,8 @@ from helpers import save_random_model, truncate
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from lmrecipes.errors import MissingFileError, RecipeError
-from lmrecipes.modeling import ModelArguments, build_pretraining_model, load_pretrained
+from lmrecipes.modeling import ModelArguments, build_config, build_pretraining_model, load_pretrained
+from lmrecipes.recipe import parse_recipe
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +71,17 @@ def test_a_sound_folder_loads_as_from_pretrained_does(gpt_folder):
     assert model.config.name_or_path == str(gpt_folder)
     tokenizer = load_pretrained(AutoTokenizer, gpt_folder, "model_path", padding_side="left")
     assert tokenizer.padding_side == "left"
+
+
+def test_the_recipes_adaptive_softmax_cutoffs_reach_the_lstm_config(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "model_type: lstm_lm\nhidden_size: 16\nembedding_size: 16\ntie_word_embeddings: false\n"
+        "tokenizer_vocab_size: 300\nadaptive_softmax_cutoffs: [20, 100]\n"
+    )
+    model_args, _ = parse_recipe((ModelArguments,), [str(recipe)])
+    model = build_pretraining_model(model_args, tokenizer=None)
+    assert model.config.adaptive_softmax_cutoffs == [20, 100]
+    assert model.get_output_embeddings() is None  # the adaptive head replaced the full output layer
+    overridden, _ = parse_recipe((ModelArguments,), [str(recipe), "--adaptive_softmax_cutoffs", "50", "200"])
+    assert build_config(overridden, tokenizer=None).adaptive_softmax_cutoffs == [50, 200]

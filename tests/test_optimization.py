@@ -106,7 +106,8 @@ def test_steps_exactly_as_muon_and_adamw_side_by_side():
 def test_the_schedule_scales_both_learning_rates():
     model = tiny_gpt()
     optimizer = build_muon_with_adamw(model, args_for_muon(), decay_parameter_names=set())
-    optimizer.load_state_dict(optimizer.state_dict())  # as accelerate's prepare does, before the schedule exists
+    # accelerate's prepare reloads the state, before the schedule exists
+    optimizer.load_state_dict(optimizer.state_dict())
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=0, num_training_steps=4)
     train_steps(model, [optimizer], steps=2, scheduler=scheduler)
     assert [group["lr"] for group in optimizer.adamw.param_groups] == pytest.approx([3e-3 / 2])

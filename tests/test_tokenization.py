@@ -135,9 +135,8 @@ def test_word_level_gives_a_token_per_word_and_per_line_break(word):
     assert word.eos_token == word.bos_token == "<|endoftext|>" and word.pad_token == "<pad>"
     assert len(word) == 3 + 40 + 1  # special tokens, the corpus's 40 words, the line break
 
-    top = train_tokenizer(
-        iter(CORPUS), "word", vocab_size=10
-    )  # the 7 most frequent words and line break only
+    # vocabulary 10: the 7 most frequent words and the line break only
+    top = train_tokenizer(iter(CORPUS), "word", vocab_size=10)
     assert len(top) == 10 and top.convert_ids_to_tokens(top("the sea floor")["input_ids"]) == [
         "the",
         "<unk>",
@@ -151,6 +150,13 @@ def test_word_level_ids_are_contiguous_when_the_corpus_holds_unk():
     ids = tokenizer("a zebra <unk> b\n")["input_ids"]
     assert ids[1] == ids[2] == tokenizer.unk_token_id
     assert sorted(tokenizer.get_vocab().values()) == list(range(len(tokenizer)))
+
+
+def test_word_level_ids_follow_frequency():
+    """An adaptive softmax (lstm_lm's adaptive_softmax_cutoffs) puts the lowest ids in its full-width head."""
+    tokenizer = train_tokenizer(["rare " + "mid " * 3 + "top " * 9 + "\n"] * 2, "word", vocab_size=100)
+    word_ids = tokenizer.convert_tokens_to_ids(["top", "mid", "rare"])
+    assert word_ids == sorted(word_ids) and max(word_ids) < len(tokenizer)
 
 
 def test_word_level_keeps_words_seen_once_by_default():

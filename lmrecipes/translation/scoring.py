@@ -127,7 +127,7 @@ class TranslationTrainer(RecipeSeq2SeqTrainer):
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def evaluation_loop(self, *args: Any, **kwargs: Any):
-        # Seq2SeqTrainer.evaluate/predict (transformers 5.23) gather with accelerator.gather, for generations with
+        # Seq2SeqTrainer.evaluate/predict gather with accelerator.gather, for generations with
         # num_return_sequences > 1 (transformers PR #27025). That keeps the rows accelerate repeats to even out the
         # last batch across processes: with 2 processes the scorer got more translations than references. One
         # translation per row here, so gather_for_metrics, which drops the repeats, is right.

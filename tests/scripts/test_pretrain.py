@@ -349,7 +349,8 @@ def test_a_folder_holding_another_recipes_work_is_refused_and_a_finished_run_is_
         tmp_path, *tokenizer, "--max_steps", "4", "--hidden_size", "48", "--overwrite_output_dir", "true"
     )
     assert "hidden_size: 48" in (tmp_path / "recipe.yaml").read_text()
-    assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == ["checkpoint-4"]  # the old ones are gone
+    # the old checkpoints are gone
+    assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == ["checkpoint-4"]
     assert overwritten["train_loss"] != metrics["train_loss"]
 
 
