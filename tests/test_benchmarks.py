@@ -76,9 +76,9 @@ def test_trainer_speed_benchmark_runs_ours_fast_ours_plain_and_the_built_in(tmp_
     assert results[2]["speed_vs_built_in"] == 1.0  # the built-in against itself
 
 
-def test_the_memory_probe_resets_the_peak_resident_set_before_training():
+def test_the_memory_probe_resets_the_peak_resident_set_before_training(monkeypatch):
     """Preparing the data peaks above a small model's training; the probe must not report that earlier peak."""
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
     import bench_trainer_speed
 
     block = bytearray(300 * 2**20)  # 300 MiB, touched so that it is resident
