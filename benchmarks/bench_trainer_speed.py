@@ -12,8 +12,8 @@ size, block size, batch, dropout and precision) take the same number of steps:
 
 The three alternate, `--rounds` times each, in one process; a callback stamps the end of every step, so a step's
 time includes data loading, logging and the optimizer. Warm-up steps (compilation included) are left out. Peak
-memory of a training step is measured in a fresh process per run: the peak resident set on CPU, torch.cuda.max_memory_allocated
-on a GPU.
+memory of a training step is measured in a fresh process per run: the peak resident set on CPU,
+torch.cuda.max_memory_allocated on a GPU.
 
     .venv/bin/python benchmarks/bench_trainer_speed.py --recipes recipes/mini_gpt/wikitext2.yaml --update_results true
 """

@@ -112,8 +112,8 @@ def _wordpiece(vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers
 def _word(vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers.Trainer]:
     if vocab_size <= len(WORD_SPECIAL_TOKENS) + 1:  # + <unk>
         raise RecipeError(
-            f"vocab_size={vocab_size} is too small for a word-level tokenizer: its {len(WORD_SPECIAL_TOKENS)} special "
-            "tokens alone fill it."
+            f"vocab_size={vocab_size} is too small for a word-level tokenizer: its {len(WORD_SPECIAL_TOKENS) + 1} "
+            "special tokens (with <unk>) alone fill it."
         )
     tokenizer = Tokenizer(models.WordLevel(unk_token=WORD_UNK_TOKEN))
     # The pieces are the matches: runs of non-space characters, and each line break on its own.

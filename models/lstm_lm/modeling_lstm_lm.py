@@ -461,9 +461,11 @@ class LSTMLMForCausalLM(LSTMLMPreTrainedModel, GenerationMixin):
             slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
         )
         if isinstance(self.lm_head, nn.AdaptiveLogSoftmaxWithLoss):
-            loss = None if labels is None else self._adaptive_softmax_loss(hidden_states, labels, **kwargs)
-            logits = None if labels is not None else self.lm_head.log_prob(hidden_states.flatten(0, -2))
-            logits = logits if logits is None else logits.view(*hidden_states.shape[:-1], -1)
+            if labels is not None:
+                loss, logits = self._adaptive_softmax_loss(hidden_states, labels, **kwargs), None
+            else:
+                log_probs = self.lm_head.log_prob(hidden_states.flatten(0, -2))
+                loss, logits = None, log_probs.view(*hidden_states.shape[:-1], -1)
         else:
             logits = self.lm_head(hidden_states)
             loss = None
