@@ -3,8 +3,9 @@
 For each pretraining recipe given, three runs on the recipe's own data (its corpus, tokenizer kind and vocabulary
 size, block size, batch, dropout and precision) take the same number of steps:
 
-    ours, fast     RecipeTrainer, our model, with the speed-ups a recipe turns on (torch_compile, ...)
-    ours, plain    RecipeTrainer, our model, none of them
+    ours, fast     RecipeTrainer, our model, the recipe with the speed-ups under test (`--fast`, e.g. torch_compile)
+    ours, plain    RecipeTrainer, our model, the recipe without them (`--plain` turns off those the recipe sets,
+                   e.g. --sparse_prediction false)
     built-in       transformers' Trainer with its defaults and the model of identical size that ships with
                    transformers (GPT2LMHeadModel, BertForMaskedLM) or, for lstm_lm, a plain nn.LSTM language
                    model, collated as transformers' examples do (run_clm: labels in the blocks and
@@ -43,7 +44,6 @@ from transformers import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_training_speed import PlainLSTMLanguageModel  # noqa: E402  (benchmarks/ is a folder of scripts)
 from common import (  # noqa: E402
     DEFAULT_RESULTS_FILE,
     machine_info,
@@ -52,18 +52,25 @@ from common import (  # noqa: E402
     si,
     update_results_section,
 )
+from twins import built_in_twin  # noqa: E402  (benchmarks/ is a folder of scripts)
 
 from lmrecipes import data  # noqa: E402
 from lmrecipes.data import DataArguments  # noqa: E402
 from lmrecipes.families import FAMILIES  # noqa: E402
 from lmrecipes.modeling import ModelArguments, build_config, build_pretraining_model  # noqa: E402
 from lmrecipes.recipe import parse_recipe  # noqa: E402
-from lmrecipes.throughput import measured_matmul_peaks, training_flops_per_token  # noqa: E402
+from lmrecipes.throughput import (  # noqa: E402
+    attention_flops_per_token,
+    matmul_weight_count,
+    measured_matmul_peaks,
+    training_flops_per_token,
+)
 from lmrecipes.tokenization import train_tokenizer  # noqa: E402
 from lmrecipes.training import RecipeTrainer, RecipeTrainingArguments  # noqa: E402
 
 RESULTS_SECTION = "Training speed through the Trainer"
 VARIANTS = ("ours, fast", "ours, plain", "built-in")
+MLM_PROBABILITY = 0.15  # lmrecipes.data.lm_data_collator's and run_mlm's default
 
 
 @dataclass
@@ -75,6 +82,12 @@ class TrainerSpeedArguments:
         default="--torch_compile true",
         metadata={
             "help": "Recipe overrides that make 'ours, fast' (the speed-ups under test), as one string."
+        },
+    )
+    plain: str = field(
+        default="",
+        metadata={
+            "help": "Recipe overrides that make 'ours, plain' (speed-ups the recipe sets, off), as one string."
         },
     )
     warmup_steps: int = field(
@@ -121,10 +134,12 @@ class StepClock(TrainerCallback):
 @dataclass
 class Setup:
     recipe: str
-    model_args: ModelArguments
+    model_args: ModelArguments  # the recipe's own: tokenizer, data and the built-in twin
     data_args: DataArguments
     training_args: RecipeTrainingArguments
-    fast_args: RecipeTrainingArguments
+    ours: dict[
+        str, tuple[ModelArguments, RecipeTrainingArguments]
+    ]  # "ours, fast" / "ours, plain" -> arguments
     tokenizer: object
     blocks: object
     causal: bool
@@ -145,7 +160,10 @@ def prepare(recipe: str, args: TrainerSpeedArguments, output_dir: str) -> Setup:
     ]
     types = (ModelArguments, DataArguments, RecipeTrainingArguments)
     model_args, data_args, training_args, _ = parse_recipe(types, common)
-    *_, fast_args, _ = parse_recipe(types, common + shlex.split(args.fast))
+    ours = {}
+    for variant, overrides in (("ours, fast", args.fast), ("ours, plain", args.plain)):
+        variant_model_args, _, variant_training_args, _ = parse_recipe(types, common + shlex.split(overrides))
+        ours[variant] = (variant_model_args, variant_training_args)
     split = data.load_text_dataset(data_args, data_args.train_split)
     tokenizer = train_tokenizer(
         (row for batch in data.batch_iterator(split, data_args.text_column) for row in batch),
@@ -160,42 +178,34 @@ def prepare(recipe: str, args: TrainerSpeedArguments, output_dir: str) -> Setup:
         model_max_positions=getattr(config, "max_position_embeddings", None),
     )
     causal = FAMILIES[model_args.model_type].objective == "causal"
-    return Setup(recipe, model_args, data_args, training_args, fast_args, tokenizer, blocks, causal)
+    return Setup(recipe, model_args, data_args, training_args, ours, tokenizer, blocks, causal)
 
 
-def built_in_twin(setup: Setup) -> torch.nn.Module:
+def built_in_twin_of(setup: Setup) -> torch.nn.Module:
     """transformers' model of the same size as ours (parameter counts asserted equal)."""
-    from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
-
     ours = build_pretraining_model(setup.model_args, setup.tokenizer)
-    c = ours.config
-    if c.model_type == "mini_gpt":
-        twin = GPT2LMHeadModel(
-            GPT2Config(
-                vocab_size=c.vocab_size, n_embd=c.hidden_size, n_layer=c.num_hidden_layers,
-                n_head=c.num_attention_heads, n_inner=c.intermediate_size, n_positions=c.max_position_embeddings,
-                resid_pdrop=c.hidden_dropout, attn_pdrop=c.attention_dropout, embd_pdrop=c.embedding_dropout,
-                bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id,
-            )
-        )  # fmt: skip
-    elif c.model_type == "mini_bert":
-        twin = BertForMaskedLM(
-            BertConfig(
-                vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_hidden_layers,
-                num_attention_heads=c.num_attention_heads, intermediate_size=c.intermediate_size,
-                max_position_embeddings=c.max_position_embeddings, hidden_dropout_prob=c.hidden_dropout_prob,
-                attention_probs_dropout_prob=c.attention_probs_dropout_prob, pad_token_id=c.pad_token_id,
-            )
-        )  # fmt: skip
-    else:
-        if c.embedding_size != c.hidden_size:
-            raise ValueError(f"{setup.recipe}: the plain LSTM twin needs embedding_size == hidden_size")
-        twin = PlainLSTMLanguageModel(c.vocab_size, c.hidden_size, c.num_hidden_layers, c.hidden_dropout)
+    try:
+        twin = built_in_twin(ours.config)
+    except ValueError as error:
+        raise ValueError(f"{setup.recipe}: {error}") from error
     ours_count = sum(p.numel() for p in ours.parameters())
     twin_count = sum(p.numel() for p in twin.parameters())
-    if ours_count != twin_count:
+    if ours_count != twin_count and not getattr(ours.config, "adaptive_softmax_cutoffs", None):
         raise AssertionError(f"{setup.recipe}: ours has {ours_count:,} parameters, the twin {twin_count:,}")
     return twin
+
+
+def flops_per_token(setup: Setup, variant: str) -> float:
+    """Training FLOPs per token of the model a run trains, counting what it computes: a sparse-prediction head at
+    the masked positions only, the built-in twin's full head everywhere (with our attention count: the same
+    attention)."""
+    if variant == "built-in":
+        ours = build_pretraining_model(setup.model_args, setup.tokenizer)
+        twin_weights = matmul_weight_count(built_in_twin_of(setup))
+        return 6 * twin_weights + attention_flops_per_token(ours.config, setup.data_args.block_size)
+    model = build_pretraining_model(setup.ours[variant][0], setup.tokenizer)
+    labelled_fraction = 1.0 if setup.causal else MLM_PROBABILITY
+    return training_flops_per_token(model, setup.data_args.block_size, None, labelled_fraction)
 
 
 def make_trainer(setup: Setup, variant: str, clock: StepClock) -> Trainer:
@@ -220,18 +230,18 @@ def make_trainer(setup: Setup, variant: str, clock: StepClock) -> Trainer:
             collator = default_data_collator
         else:  # run_mlm
             blocks = setup.blocks
-            collator = DataCollatorForLanguageModeling(setup.tokenizer, mlm_probability=0.15)
+            collator = DataCollatorForLanguageModeling(setup.tokenizer, mlm_probability=MLM_PROBABILITY)
         return Trainer(
-            model=built_in_twin(setup),
+            model=built_in_twin_of(setup),
             args=args,
             train_dataset=blocks,
             data_collator=collator,
             callbacks=[clock],
         )
-    args = setup.fast_args if variant == "ours, fast" else setup.training_args
-    objective = FAMILIES[setup.model_args.model_type].objective
+    model_args, args = setup.ours[variant]
+    objective = FAMILIES[model_args.model_type].objective
     return RecipeTrainer(
-        model=build_pretraining_model(setup.model_args, setup.tokenizer),
+        model=build_pretraining_model(model_args, setup.tokenizer),
         args=args,
         train_dataset=setup.blocks,
         processing_class=setup.tokenizer,
@@ -251,6 +261,7 @@ def peak_memory_of(recipe: str, variant: str, args: TrainerSpeedArguments) -> fl
         "--max_blocks",
         str(args.max_blocks),
         f"--fast={args.fast}",  # with '=': a value that starts with '--' is not an option
+        f"--plain={args.plain}",
     ]
     if args.threads:
         command += ["--threads", str(args.threads)]
@@ -313,8 +324,7 @@ def run(args: TrainerSpeedArguments) -> dict:
                 for variant in VARIANTS:
                     round_ratios[variant].append(medians["built-in"] / medians[variant])
             tokens_per_step = setup.training_args.per_device_train_batch_size * setup.data_args.block_size
-            model = build_pretraining_model(setup.model_args, setup.tokenizer)
-            flops_per_token = training_flops_per_token(model, setup.data_args.block_size)
+            flops = {variant: flops_per_token(setup, variant) for variant in VARIANTS}
             for variant in VARIANTS:
                 median = statistics.median(seconds[variant])
                 tokens_per_second = tokens_per_step / median
@@ -322,12 +332,12 @@ def run(args: TrainerSpeedArguments) -> dict:
                     {
                         "recipe": recipe,
                         "variant": variant,
-                        "model": model.config.model_type
+                        "model": setup.model_args.model_type
                         if variant != "built-in"
-                        else type(built_in_twin(setup)).__name__,
+                        else type(built_in_twin_of(setup)).__name__,
                         "median_step_seconds": median,
                         "tokens_per_second": tokens_per_second,
-                        "mfu": flops_per_token * tokens_per_second / peak,
+                        "mfu": flops[variant] * tokens_per_second / peak,
                         "speed_vs_built_in": statistics.median(round_ratios[variant]),
                         "peak_memory_bytes": peak_memory_of(recipe, variant, args) if args.memory else None,
                     }
@@ -377,9 +387,11 @@ def results_markdown(report: dict, table: str) -> str:
             f"Each recipe's model trained through the Trainer on the recipe's own data, {args['warmup_steps']} "
             f"warm-up + {args['timed_steps']} timed steps per run, the three runs alternating {args['rounds']} "
             f"times in one process; median step time (from the end of one step to the end of the next: data, "
-            f"logging and optimizer included). 'ours, fast' adds `{args['fast']}` to the recipe. Speed vs "
-            "built-in: median over rounds of the built-in's median step time / this run's. MFU against the measured "
-            f"matmul peak ({peaks}; the highest counts). Peak memory: a fresh process per run, its peak resident "
+            f"logging and optimizer included). 'ours, fast' is the recipe with `{args['fast'] or '(nothing)'}`, "
+            f"'ours, plain' the recipe with `{args['plain'] or '(nothing)'}`. Speed vs built-in: median over rounds "
+            "of the built-in's median step time / this run's. MFU: the FLOPs each run's model computes per token (a "
+            f"sparse-prediction head at the {MLM_PROBABILITY:.0%} masked positions only; an adaptive softmax's head "
+            f"cluster, not its tails) against the measured matmul peak ({peaks}; the highest counts). Peak memory: a fresh process per run, its peak resident "
             "set while training (VmHWM, reset after the data is ready) less what it held before the model was built "
             "(CPU), or torch.cuda.max_memory_allocated (GPU).",
             table,

@@ -52,10 +52,6 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import (
-    BertConfig,
-    BertForMaskedLM,
-    GPT2Config,
-    GPT2LMHeadModel,
     HfArgumentParser,
     PreTrainedModel,
     Trainer,
@@ -75,6 +71,7 @@ from common import (  # noqa: E402  (benchmarks/ is a folder of scripts, not a p
     timed,
     update_results_section,
 )
+from twins import built_in_twin  # noqa: E402
 
 from lmrecipes.models.lstm_lm import LSTMLMConfig, LSTMLMForCausalLM  # noqa: E402
 from lmrecipes.models.mini_bert import MiniBertConfig, MiniBertForMaskedLM  # noqa: E402
@@ -229,32 +226,6 @@ def describe_sizes(family: str, args: TrainingSpeedArguments) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The reference LSTM language model: the textbook nn.Embedding -> nn.LSTM -> nn.Linear (tied), nothing else.
-# ---------------------------------------------------------------------------------------------------------------
-
-
-class PlainLSTMLanguageModel(nn.Module):
-    def __init__(self, vocab_size: int, size: int, num_layers: int, dropout: float):
-        super().__init__()
-        self.embedding = nn.Embedding(vocab_size, size)
-        self.embedding_dropout = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(size, size, num_layers=num_layers, dropout=dropout, batch_first=True)
-        self.output_dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(size, vocab_size)
-        self.head.weight = self.embedding.weight
-
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, **unused) -> dict[str, torch.Tensor]:
-        outputs, _ = self.lstm(self.embedding_dropout(self.embedding(input_ids)))
-        logits = self.head(self.output_dropout(outputs))
-        # Shift the labels, not the logits: slicing the (batch, seq, vocab) logits would copy them.
-        next_tokens = nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
-        loss = nn.functional.cross_entropy(
-            logits.view(-1, logits.shape[-1]), next_tokens.reshape(-1), ignore_index=-100
-        )
-        return {"loss": loss, "logits": logits}
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Model pairs and their FLOPs
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -286,22 +257,7 @@ def build_pair(family: str, args: TrainingSpeedArguments) -> ModelPair:
                 attn_implementation="sdpa",
             )
         )
-        reference = GPT2LMHeadModel(
-            GPT2Config(
-                vocab_size=args.vocab_size,
-                n_embd=hidden,
-                n_layer=layers,
-                n_head=args.num_heads,
-                n_inner=args.intermediate_size,
-                n_positions=args.max_positions,
-                resid_pdrop=args.dropout,
-                attn_pdrop=args.dropout,
-                embd_pdrop=args.dropout,
-                bos_token_id=0,  # GPT-2's default 50256 lies outside a small vocabulary (transformers warns)
-                eos_token_id=0,
-                attn_implementation="sdpa",
-            )
-        )
+        reference = built_in_twin(ours.config, attn_implementation="sdpa")
         return ModelPair(family, "causal", ours, reference, "GPT2LMHeadModel", 6 * layers * seq * hidden)
     if family == "mini_bert":
         sizes = dict(
@@ -316,7 +272,7 @@ def build_pair(family: str, args: TrainingSpeedArguments) -> ModelPair:
             attn_implementation="sdpa",
         )
         ours = MiniBertForMaskedLM(MiniBertConfig(**sizes))
-        reference = BertForMaskedLM(BertConfig(**sizes))
+        reference = built_in_twin(ours.config, attn_implementation="sdpa")
         return ModelPair(family, "masked", ours, reference, "BertForMaskedLM", 12 * layers * seq * hidden)
     if family == "lstm_lm":
         ours = LSTMLMForCausalLM(
@@ -330,7 +286,7 @@ def build_pair(family: str, args: TrainingSpeedArguments) -> ModelPair:
                 output_dropout=args.dropout,
             )
         )
-        reference = PlainLSTMLanguageModel(args.vocab_size, args.lstm_size, args.lstm_layers, args.dropout)
+        reference = built_in_twin(ours.config)
         return ModelPair(family, "causal", ours, reference, "plain nn.LSTM LM", 0.0)
     raise ValueError(f"Unknown family {family!r}")
 

@@ -38,6 +38,7 @@ _SIZE_FIELDS = (
     "tie_word_embeddings",
     "initializer_range",
     "adaptive_softmax_cutoffs",
+    "sparse_prediction",
 )
 
 
@@ -92,8 +93,15 @@ class ModelArguments:
     adaptive_softmax_cutoffs: list[int] | None = field(
         default=None,
         metadata={
-            "help": "lstm_lm only: an adaptive softmax head whose clusters start at these token ids (the word "
+            "help": "lstm_lm and mini_gpt: an adaptive softmax head whose clusters start at these token ids (the word "
             "tokenizer numbers words by frequency), e.g. 2000 10000; needs tie_word_embeddings false."
+        },
+    )
+    sparse_prediction: bool | None = field(
+        default=None,
+        metadata={
+            "help": "mini_bert only: run the MLM head at the masked positions only (the same loss, computed without "
+            "the logits of the unmasked positions)."
         },
     )
     dropout: float | None = field(
@@ -167,6 +175,9 @@ def build_pretraining_model(model_args: ModelArguments, tokenizer) -> PreTrained
                 f"model_type is '{model_args.model_type}' but {model_args.model_name_or_path} holds a "
                 f"'{model.config.model_type}' model"
             )
+        if model_args.sparse_prediction is not None:
+            # How the loss is computed, not what the model is: a recipe may change it on a saved model.
+            model.config.sparse_prediction = model_args.sparse_prediction
     else:
         model = auto_class.from_config(build_config(model_args, tokenizer), **extra)
     complete_auto_map(model.config)

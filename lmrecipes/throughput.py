@@ -3,7 +3,8 @@
 The Trainer logs and the speed benchmark share these, so that model FLOPs utilisation (MFU) means the same thing
 in both: training FLOPs per token = 6 x N_matmul + attention, where N_matmul counts the weights a token is
 multiplied by (every nn.Linear, a tied output head included, and the LSTM's gate weights) and attention adds
-12 x layers x sequence x hidden for bidirectional attention, half of it for causal attention.
+12 x layers x sequence x hidden for bidirectional attention, half of it for causal attention. A masked LM with
+`sparse_prediction` runs its head at the labelled positions only, so its head counts for that fraction of tokens.
 """
 
 from __future__ import annotations
@@ -52,11 +53,26 @@ def attention_flops_per_token(config, seq_len: int) -> float:
     return per_layer * config.num_hidden_layers
 
 
+def sparse_head_weight_count(model: nn.Module) -> int:
+    """The matmul weights that run only at labelled positions: the MLM head of a model with `sparse_prediction`."""
+    if not getattr(getattr(model, "config", None), "sparse_prediction", False) or not hasattr(
+        model, "lm_head"
+    ):
+        return 0
+    return matmul_weight_count(model.lm_head)
+
+
 def training_flops_per_token(
-    model: PreTrainedModel, seq_len: int, matmul_weights: int | None = None
+    model: PreTrainedModel,
+    seq_len: int,
+    matmul_weights: int | None = None,
+    labelled_fraction: float = 1.0,
 ) -> float:
-    """Forward + backward FLOPs per token for a batch of `seq_len`-token rows (`matmul_weights`: a cached count)."""
+    """Forward + backward FLOPs per token for a batch of `seq_len`-token rows (`matmul_weights`: a cached count).
+    `labelled_fraction`: the share of positions with a label, which is where a sparse-prediction head runs."""
     weights = matmul_weight_count(model) if matmul_weights is None else matmul_weights
+    head_weights = sparse_head_weight_count(model)
+    weights -= (1 - labelled_fraction) * head_weights
     return 6 * weights + attention_flops_per_token(model.config, seq_len)
 
 

@@ -52,7 +52,12 @@ from lmrecipes.launch import check_trackers, check_world_size, die_with_launcher
 from lmrecipes.modeling import generate_sample
 from lmrecipes.optimization import build_muon_with_adamw
 from lmrecipes.secrets import scrub_secrets
-from lmrecipes.throughput import matmul_weight_count, measured_matmul_peaks, training_flops_per_token
+from lmrecipes.throughput import (
+    matmul_weight_count,
+    measured_matmul_peaks,
+    sparse_head_weight_count,
+    training_flops_per_token,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +158,12 @@ class RecipeOptionsMixin:
         input_ids = inputs.get("input_ids")
         if input_ids is not None:
             self._tokens_since_log += input_ids.numel()
+            labelled_fraction = 1.0
+            if sparse_head_weight_count(self.model) and inputs.get("labels") is not None:
+                # A sparse-prediction head works at the labelled positions only (one sync: it indexes them anyway).
+                labelled_fraction = (inputs["labels"] != -100).float().mean().item()
             self._flops_since_log += input_ids.numel() * training_flops_per_token(
-                self.model, input_ids.shape[-1], self._matmul_weights
+                self.model, input_ids.shape[-1], self._matmul_weights, labelled_fraction
             )
         return super().training_step(model, inputs, *args, **kwargs)
 

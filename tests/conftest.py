@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
-from helpers import DATA_MIRROR, HUB_TOKEN, HUB_USER, tiny_corpus
-from hub_server import FakeHub
-from huggingface_hub import constants
-
 # Nothing in the test suite may reach the Hugging Face Hub: these machines have no route to it, and tests must not
-# depend on the network anyway. The data mirror stands in for the Hub datasets the recipes name.
+# depend on the network anyway. The data mirror stands in for the Hub datasets the recipes name. Set before
+# huggingface_hub is imported, which reads HF_HUB_OFFLINE once, at import (set later, a Hub lookup of a missing
+# dataset waits 23 s on retries before it fails).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from helpers import DATA_MIRROR, HUB_TOKEN, HUB_USER, tiny_corpus  # noqa: E402
+from hub_server import FakeHub  # noqa: E402
+from huggingface_hub import constants  # noqa: E402
+
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 # Tiny models on 2 cores: one thread per process is faster than two threads fighting over the cores, in the test
 # process and in the scripts the tests launch.

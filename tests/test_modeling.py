@@ -73,11 +73,17 @@ def test_a_sound_folder_loads_as_from_pretrained_does(gpt_folder):
     assert tokenizer.padding_side == "left"
 
 
-def test_the_recipes_adaptive_softmax_cutoffs_reach_the_lstm_config(tmp_path):
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        "model_type: lstm_lm\nhidden_size: 16\nembedding_size: 16\n",
+        "model_type: mini_gpt\nhidden_size: 16\nnum_attention_heads: 2\n",
+    ],
+)
+def test_the_recipes_adaptive_softmax_cutoffs_reach_the_config(sizes, tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
-        "model_type: lstm_lm\nhidden_size: 16\nembedding_size: 16\ntie_word_embeddings: false\n"
-        "tokenizer_vocab_size: 300\nadaptive_softmax_cutoffs: [20, 100]\n"
+        f"{sizes}tie_word_embeddings: false\ntokenizer_vocab_size: 300\nadaptive_softmax_cutoffs: [20, 100]\n"
     )
     model_args, _ = parse_recipe((ModelArguments,), [str(recipe)])
     model = build_pretraining_model(model_args, tokenizer=None)
@@ -85,3 +91,20 @@ def test_the_recipes_adaptive_softmax_cutoffs_reach_the_lstm_config(tmp_path):
     assert model.get_output_embeddings() is None  # the adaptive head replaced the full output layer
     overridden, _ = parse_recipe((ModelArguments,), [str(recipe), "--adaptive_softmax_cutoffs", "50", "200"])
     assert build_config(overridden, tokenizer=None).adaptive_softmax_cutoffs == [50, 200]
+
+
+def test_the_recipes_sparse_prediction_reaches_a_new_and_a_loaded_mini_bert(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "model_type: mini_bert\nhidden_size: 16\nnum_attention_heads: 2\nintermediate_size: 32\n"
+        "tokenizer_vocab_size: 300\nsparse_prediction: true\n"
+    )
+    model_args, _ = parse_recipe((ModelArguments,), [str(recipe)])
+    new = build_pretraining_model(model_args, tokenizer=None)
+    assert new.config.sparse_prediction is True
+    new.save_pretrained(tmp_path / "base")
+    continued, _ = parse_recipe(
+        (ModelArguments,),
+        [str(recipe), "--model_name_or_path", str(tmp_path / "base"), "--sparse_prediction", "false"],
+    )
+    assert build_pretraining_model(continued, tokenizer=None).config.sparse_prediction is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from helpers import TINY_SIZES
 from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
@@ -9,7 +10,12 @@ from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadMode
 from lmrecipes.models.lstm_lm import LSTMLMConfig, LSTMLMForCausalLM
 from lmrecipes.models.mini_bert import MiniBertConfig, MiniBertForMaskedLM
 from lmrecipes.models.mini_gpt import MiniGPTConfig, MiniGPTForCausalLM
-from lmrecipes.throughput import matmul_weight_count, measured_matmul_peaks, training_flops_per_token
+from lmrecipes.throughput import (
+    matmul_weight_count,
+    measured_matmul_peaks,
+    sparse_head_weight_count,
+    training_flops_per_token,
+)
 
 HIDDEN, LAYERS, INTERMEDIATE, VOCAB = TINY_SIZES["hidden_size"], 2, TINY_SIZES["intermediate_size"], 100
 
@@ -58,3 +64,16 @@ def test_an_adaptive_softmax_counts_its_head_not_its_tail_clusters():
     assert (
         matmul_weight_count(adaptive) == gates + adaptive.lm_head.head.weight.numel() == gates + 16 * (20 + 2)
     )
+
+
+def test_a_sparse_prediction_head_counts_only_at_the_labelled_positions():
+    sizes = dict(
+        vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    dense = MiniBertForMaskedLM(MiniBertConfig(**sizes))
+    sparse = MiniBertForMaskedLM(MiniBertConfig(**sizes, sparse_prediction=True))
+    head = 16 * 16 + 16 * VOCAB  # the MLM transform and the decoder
+    assert sparse_head_weight_count(dense) == 0 and sparse_head_weight_count(sparse) == head
+    assert training_flops_per_token(sparse, 8, labelled_fraction=1.0) == training_flops_per_token(dense, 8)
+    saved = training_flops_per_token(dense, 8) - training_flops_per_token(sparse, 8, labelled_fraction=0.15)
+    assert saved == pytest.approx(6 * 0.85 * head)

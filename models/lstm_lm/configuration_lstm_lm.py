@@ -108,41 +108,46 @@ class LSTMLMConfig(PreTrainedConfig):
             raise ValueError(
                 f"LSTMLMConfig.initializer_range must be a positive number, got {self.initializer_range!r}."
             )
-        cutoffs = self.adaptive_softmax_cutoffs
-        if cutoffs is not None:
-            if (
-                not isinstance(cutoffs, (list, tuple))
-                or not cutoffs
-                or any(isinstance(c, bool) or not isinstance(c, int) for c in cutoffs)
-                or list(cutoffs) != sorted(set(cutoffs))
-                or cutoffs[0] <= 0
-                or cutoffs[-1] >= self.vocab_size
-            ):
-                raise ValueError(
-                    "LSTMLMConfig.adaptive_softmax_cutoffs must be increasing token ids between 0 and vocab_size="
-                    f"{self.vocab_size} (exclusive), got {cutoffs!r}."
-                )
-            if self.tie_word_embeddings:
-                raise ValueError(
-                    "LSTMLMConfig.adaptive_softmax_cutoffs needs tie_word_embeddings=False: the adaptive softmax's "
-                    "clusters have no single output matrix to share with the embedding."
-                )
-            if isinstance(self.adaptive_softmax_div_value, bool) or not self.adaptive_softmax_div_value > 1:
-                raise ValueError(
-                    "LSTMLMConfig.adaptive_softmax_div_value must be a number > 1, got "
-                    f"{self.adaptive_softmax_div_value!r}."
-                )
-            if self.hidden_size // self.adaptive_softmax_div_value ** len(cutoffs) < 1:
-                raise ValueError(
-                    f"LSTMLMConfig.adaptive_softmax_div_value={self.adaptive_softmax_div_value!r} leaves the last of "
-                    f"{len(cutoffs)} clusters no width: hidden_size={self.hidden_size} divided by it "
-                    f"{len(cutoffs)} times is below 1."
-                )
+        check_adaptive_softmax_fields(self)
         if self.classifier_pooling not in CLASSIFIER_POOLINGS:
             raise ValueError(
                 f"LSTMLMConfig.classifier_pooling must be one of {CLASSIFIER_POOLINGS}, "
                 f"got {self.classifier_pooling!r}."
             )
+
+
+def check_adaptive_softmax_fields(config: PreTrainedConfig) -> None:
+    """Raise `ValueError` naming the field when `adaptive_softmax_cutoffs` or `adaptive_softmax_div_value` cannot
+    build an adaptive softmax head (`torch.nn.AdaptiveLogSoftmaxWithLoss`) over the config's vocabulary."""
+    name = type(config).__name__
+    cutoffs = config.adaptive_softmax_cutoffs
+    if cutoffs is None:
+        return
+    if (
+        not isinstance(cutoffs, (list, tuple))
+        or not cutoffs
+        or any(isinstance(c, bool) or not isinstance(c, int) for c in cutoffs)
+        or list(cutoffs) != sorted(set(cutoffs))
+        or cutoffs[0] <= 0
+        or cutoffs[-1] >= config.vocab_size
+    ):
+        raise ValueError(
+            f"{name}.adaptive_softmax_cutoffs must be increasing token ids between 0 and vocab_size="
+            f"{config.vocab_size} (exclusive), got {cutoffs!r}."
+        )
+    if config.tie_word_embeddings:
+        raise ValueError(
+            f"{name}.adaptive_softmax_cutoffs needs tie_word_embeddings=False: the adaptive softmax's clusters have "
+            "no single output matrix to share with the embedding."
+        )
+    div_value = config.adaptive_softmax_div_value
+    if isinstance(div_value, bool) or not isinstance(div_value, (int, float)) or not div_value > 1:
+        raise ValueError(f"{name}.adaptive_softmax_div_value must be a number > 1, got {div_value!r}.")
+    if config.hidden_size // div_value ** len(cutoffs) < 1:
+        raise ValueError(
+            f"{name}.adaptive_softmax_div_value={div_value!r} leaves the last of {len(cutoffs)} clusters no width: "
+            f"hidden_size={config.hidden_size} divided by it {len(cutoffs)} times is below 1."
+        )
 
 
 __all__ = ["LSTMLMConfig"]

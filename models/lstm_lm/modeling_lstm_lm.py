@@ -388,6 +388,26 @@ class LSTMLMModel(LSTMLMPreTrainedModel):
         return attention_mask[:, -seq_len:].bool()
 
 
+def adaptive_softmax_loss(
+    lm_head: nn.AdaptiveLogSoftmaxWithLoss,
+    hidden_states: torch.Tensor,
+    labels: torch.Tensor,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    **kwargs,
+) -> torch.Tensor:
+    """Next-token cross-entropy through an adaptive softmax, as ForCausalLMLoss computes it for a linear head: labels
+    shifted inside, -100 ignored, the sum divided by `num_items_in_batch` when the Trainer passes it. Only the
+    targets' clusters are evaluated, which is what makes the head cheap to train."""
+    targets = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:].to(hidden_states.device).flatten()
+    kept = targets != -100
+    target_log_probs = lm_head(hidden_states.flatten(0, -2)[kept], targets[kept]).output
+    if num_items_in_batch is None:
+        return -target_log_probs.mean()
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(target_log_probs.device)
+    return -target_log_probs.sum() / num_items_in_batch
+
+
 class LSTMLMForCausalLM(LSTMLMPreTrainedModel, GenerationMixin):
     """LSTM language model with a next-token head, optionally tied to the input embeddings."""
 
@@ -462,7 +482,7 @@ class LSTMLMForCausalLM(LSTMLMPreTrainedModel, GenerationMixin):
         )
         if isinstance(self.lm_head, nn.AdaptiveLogSoftmaxWithLoss):
             if labels is not None:
-                loss, logits = self._adaptive_softmax_loss(hidden_states, labels, **kwargs), None
+                loss, logits = adaptive_softmax_loss(self.lm_head, hidden_states, labels, **kwargs), None
             else:
                 log_probs = self.lm_head.log_prob(hidden_states.flatten(0, -2))
                 loss, logits = None, log_probs.view(*hidden_states.shape[:-1], -1)
@@ -479,20 +499,6 @@ class LSTMLMForCausalLM(LSTMLMPreTrainedModel, GenerationMixin):
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
         )
-
-    def _adaptive_softmax_loss(
-        self, hidden_states: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, **kwargs
-    ) -> torch.Tensor:
-        """Next-token cross-entropy through the adaptive softmax, as ForCausalLMLoss computes it for a linear head:
-        labels shifted inside, -100 ignored, the sum divided by `num_items_in_batch` when the Trainer passes it."""
-        targets = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:].to(hidden_states.device).flatten()
-        kept = targets != -100
-        target_log_probs = self.lm_head(hidden_states.flatten(0, -2)[kept], targets[kept]).output
-        if num_items_in_batch is None:
-            return -target_log_probs.mean()
-        if torch.is_tensor(num_items_in_batch):
-            num_items_in_batch = num_items_in_batch.to(target_log_probs.device)
-        return -target_log_probs.sum() / num_items_in_batch
 
 
 class LSTMLMForSequenceClassification(LSTMLMPreTrainedModel):

@@ -35,6 +35,10 @@ class MiniBertConfig(PreTrainedConfig):
         classifier_dropout (`float`, *optional*): dropout before the classification heads;
             `None` means `hidden_dropout_prob`.
         tie_word_embeddings (`bool`): whether the MLM decoder shares its weight with the word embeddings.
+        sparse_prediction (`bool`): when [`MiniBertForMaskedLM`] is given `labels`, run the MLM head only at the
+            positions that have one (the ~15% masked tokens) instead of at every position: the same loss, without
+            the (batch, seq, vocab) logits. The returned logits are then (number of labelled positions, vocab).
+            ModernBERT's option of the same name.
 
     Example:
 
@@ -62,6 +66,7 @@ class MiniBertConfig(PreTrainedConfig):
     pad_token_id: int | None = 0
     classifier_dropout: float | int | None = None
     tie_word_embeddings: bool = True
+    sparse_prediction: bool = False
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

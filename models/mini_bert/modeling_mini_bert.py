@@ -368,7 +368,8 @@ class MiniBertForMaskedLM(MiniBertPreTrainedModel):
     ) -> MaskedLMOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch, seq)`, *optional*): the original ids at masked positions,
-            -100 elsewhere (what `DataCollatorForLanguageModeling` produces). The loss is their cross-entropy.
+            -100 elsewhere (what `DataCollatorForLanguageModeling` produces). The loss is their cross-entropy. With
+            `config.sparse_prediction` the logits are then those of the labelled positions only, (count, vocab).
         """
         outputs = self.model(
             input_ids,
@@ -379,7 +380,13 @@ class MiniBertForMaskedLM(MiniBertPreTrainedModel):
             return_dict=True,
             **kwargs,
         )
-        logits = self.lm_head(outputs.last_hidden_state)
+        hidden_states = outputs.last_hidden_state
+        if self.config.sparse_prediction and labels is not None:
+            # Only the labelled (masked) positions enter the head: at a small width the vocabulary projection
+            # costs more than the encoder, and ~85% of its output would be ignored by the loss.
+            labelled = labels != -100
+            hidden_states, labels = hidden_states[labelled], labels[labelled]
+        logits = self.lm_head(hidden_states)
 
         loss = None
         if labels is not None:

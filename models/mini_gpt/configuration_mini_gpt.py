@@ -41,6 +41,12 @@ class MiniGPTConfig(PreTrainedConfig):
         initializer_range (`float`): standard deviation of the normal weight initialisation.
         use_cache (`bool`): whether the model returns its key/value cache by default.
         tie_word_embeddings (`bool`): whether the LM head shares its weight with the token embedding.
+        adaptive_softmax_cutoffs (`list[int]`, *optional*): use an adaptive softmax (Grave et al., 2017;
+            `torch.nn.AdaptiveLogSoftmaxWithLoss`) as the LM head: the ids below the first cutoff (the most frequent
+            words, when the vocabulary is sorted by frequency) in a full softmax, each further range of ids in a
+            cluster of reduced width, so that training never builds the distribution over a large word vocabulary.
+            Needs `tie_word_embeddings=False`. None (default): GPT-2's linear head.
+        adaptive_softmax_div_value (`float`): each cluster's width is the previous one's divided by this.
         add_cross_attention (`bool`): add a cross-attention sublayer to every block, so that the model can be the
             decoder of an `EncoderDecoderModel` (which sets this flag itself when it builds the decoder).
         bos_token_id, eos_token_id, pad_token_id (`int`, *optional*): special token ids, within the vocabulary.
@@ -63,6 +69,8 @@ class MiniGPTConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     use_cache: bool = True
     tie_word_embeddings: bool = True
+    adaptive_softmax_cutoffs: list[int] | None = None
+    adaptive_softmax_div_value: float = 4.0
     add_cross_attention: bool = False
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
@@ -113,6 +121,42 @@ class MiniGPTConfig(PreTrainedConfig):
                         f"MiniGPTConfig.{name} must be None or a token id in [0, vocab_size={self.vocab_size}), "
                         f"got {value!r}."
                     )
+        check_adaptive_softmax_fields(self)
+
+
+# Copied from models.lstm_lm.configuration_lstm_lm.check_adaptive_softmax_fields
+def check_adaptive_softmax_fields(config: PreTrainedConfig) -> None:
+    """Raise `ValueError` naming the field when `adaptive_softmax_cutoffs` or `adaptive_softmax_div_value` cannot
+    build an adaptive softmax head (`torch.nn.AdaptiveLogSoftmaxWithLoss`) over the config's vocabulary."""
+    name = type(config).__name__
+    cutoffs = config.adaptive_softmax_cutoffs
+    if cutoffs is None:
+        return
+    if (
+        not isinstance(cutoffs, (list, tuple))
+        or not cutoffs
+        or any(isinstance(c, bool) or not isinstance(c, int) for c in cutoffs)
+        or list(cutoffs) != sorted(set(cutoffs))
+        or cutoffs[0] <= 0
+        or cutoffs[-1] >= config.vocab_size
+    ):
+        raise ValueError(
+            f"{name}.adaptive_softmax_cutoffs must be increasing token ids between 0 and vocab_size="
+            f"{config.vocab_size} (exclusive), got {cutoffs!r}."
+        )
+    if config.tie_word_embeddings:
+        raise ValueError(
+            f"{name}.adaptive_softmax_cutoffs needs tie_word_embeddings=False: the adaptive softmax's clusters have "
+            "no single output matrix to share with the embedding."
+        )
+    div_value = config.adaptive_softmax_div_value
+    if isinstance(div_value, bool) or not isinstance(div_value, (int, float)) or not div_value > 1:
+        raise ValueError(f"{name}.adaptive_softmax_div_value must be a number > 1, got {div_value!r}.")
+    if config.hidden_size // div_value ** len(cutoffs) < 1:
+        raise ValueError(
+            f"{name}.adaptive_softmax_div_value={div_value!r} leaves the last of {len(cutoffs)} clusters no width: "
+            f"hidden_size={config.hidden_size} divided by it {len(cutoffs)} times is below 1."
+        )
 
 
 __all__ = ["MiniGPTConfig"]

@@ -2,7 +2,8 @@
 
 The architecture is GPT-2's (learned token and position embeddings, pre-LayerNorm blocks of causal self-attention and
 MLP with residual connections, final LayerNorm, LM head tied to the token embedding), so a mini_gpt has exactly as
-many parameters as a `GPT2LMHeadModel` of the same sizes. Everything around the arithmetic is transformers
+many parameters as a `GPT2LMHeadModel` of the same sizes. One option GPT-2 lacks: an adaptive softmax head
+(`adaptive_softmax_cutoffs`) for large word vocabularies. Everything around the arithmetic is transformers
 machinery: the attention-implementation registry (eager / sdpa / flash / flex), the `Cache` classes, the 5.x mask
 utilities, gradient-checkpointing layers, output capturing, the shared loss functions and `GenerationMixin`.
 
@@ -397,16 +398,50 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         return position_ids.unsqueeze(0)
 
 
+# Copied from models.lstm_lm.modeling_lstm_lm.adaptive_softmax_loss
+def adaptive_softmax_loss(
+    lm_head: nn.AdaptiveLogSoftmaxWithLoss,
+    hidden_states: torch.Tensor,
+    labels: torch.Tensor,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    **kwargs,
+) -> torch.Tensor:
+    """Next-token cross-entropy through an adaptive softmax, as ForCausalLMLoss computes it for a linear head: labels
+    shifted inside, -100 ignored, the sum divided by `num_items_in_batch` when the Trainer passes it. Only the
+    targets' clusters are evaluated, which is what makes the head cheap to train."""
+    targets = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:].to(hidden_states.device).flatten()
+    kept = targets != -100
+    target_log_probs = lm_head(hidden_states.flatten(0, -2)[kept], targets[kept]).output
+    if num_items_in_batch is None:
+        return -target_log_probs.mean()
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(target_log_probs.device)
+    return -target_log_probs.sum() / num_items_in_batch
+
+
 class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
-    """MiniGPTModel with a language-modelling head (tied to the token embedding unless tie_word_embeddings=False)."""
+    """MiniGPTModel with a language-modelling head: tied to the token embedding unless tie_word_embeddings=False, or
+    an adaptive softmax (`config.adaptive_softmax_cutoffs`)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.wte.weight"}
 
     def __init__(self, config: MiniGPTConfig):
         super().__init__(config)
         self.model = MiniGPTModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.adaptive_softmax_cutoffs:
+            self.lm_head = nn.AdaptiveLogSoftmaxWithLoss(
+                config.hidden_size,
+                config.vocab_size,
+                cutoffs=list(config.adaptive_softmax_cutoffs),
+                div_value=config.adaptive_softmax_div_value,
+            )
+        else:
+            self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        # An adaptive softmax has no (vocab_size, hidden) output matrix to tie, resize or share.
+        return None if isinstance(self.lm_head, nn.AdaptiveLogSoftmaxWithLoss) else self.lm_head
 
     @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # old name: a warning, as in GPT-2
@@ -428,6 +463,9 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         labels: token ids aligned with `input_ids` (so `labels = input_ids` works); they are shifted inside, and
             positions labelled -100 are ignored by the loss.
         logits_to_keep: compute logits only for the last `logits_to_keep` positions (0 = all); generate() uses 1.
+
+        With an adaptive softmax (`config.adaptive_softmax_cutoffs`) the logits are log-probabilities, and with
+        `labels` they are not computed (None): the loss reads only the targets' clusters.
         """
         outputs: BaseModelOutputWithPastAndCrossAttentions = self.model(
             input_ids=input_ids,
@@ -441,15 +479,21 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
-        logits = self.lm_head(hidden_states)
-
-        loss = None
-        if labels is not None:
-            # ForCausalLMLoss: shifts the labels, ignores -100, and divides by num_items_in_batch when the Trainer
-            # passes it (correct averaging under gradient accumulation).
-            loss = self.loss_function(
-                logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs
-            )
+        if isinstance(self.lm_head, nn.AdaptiveLogSoftmaxWithLoss):
+            if labels is not None:
+                loss, logits = adaptive_softmax_loss(self.lm_head, hidden_states, labels, **kwargs), None
+            else:
+                log_probs = self.lm_head.log_prob(hidden_states.flatten(0, -2))
+                loss, logits = None, log_probs.view(*hidden_states.shape[:-1], -1)
+        else:
+            logits = self.lm_head(hidden_states)
+            loss = None
+            if labels is not None:
+                # ForCausalLMLoss: shifts the labels, ignores -100, and divides by num_items_in_batch when the
+                # Trainer passes it (correct averaging under gradient accumulation).
+                loss = self.loss_function(
+                    logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs
+                )
 
         return CausalLMOutputWithCrossAttentions(
             loss=loss,

@@ -57,7 +57,7 @@ def stale_copies(path: Path) -> list[str]:
     return stale
 
 
-MODEL_FILES = sorted(MODELS_DIR.glob("*/modeling_*.py"))
+MODEL_FILES = sorted(MODELS_DIR.glob("*/modeling_*.py")) + sorted(MODELS_DIR.glob("*/configuration_*.py"))
 
 
 @pytest.mark.parametrize("path", MODEL_FILES, ids=lambda path: path.name)
@@ -69,6 +69,8 @@ def test_the_shared_functions_are_marked_copies():
     marked = {(path.parent.name, name) for path in MODEL_FILES for name, _, _ in marked_copies(path)}
     assert ("mini_bert", "eager_attention_forward") in marked
     assert ("lstm_lm", "last_real_token_index") in marked
+    assert ("mini_gpt", "adaptive_softmax_loss") in marked
+    assert ("mini_gpt", "check_adaptive_softmax_fields") in marked
 
 
 def test_a_copy_that_drifts_is_reported(tmp_path):

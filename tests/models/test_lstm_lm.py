@@ -5,9 +5,6 @@ The generic interface checks (save/load, remote code, Trainer, pipelines) live i
 
 from __future__ import annotations
 
-from inspect import signature
-
-import model_specs
 import pytest
 import test_modeling_common
 import torch
@@ -432,49 +429,9 @@ def test_gradient_checkpointing_replays_cudnn_dropout():
 ADAPTIVE_SOFTMAX = {"adaptive_softmax_cutoffs": [20, 50], "tie_word_embeddings": False}
 
 
-def runs_the_causal_lstm(check) -> bool:
-    """Whether the suite runs `check` for LSTMLMForCausalLM (its model_class parametrization lists it)."""
-    for mark in getattr(check, "pytestmark", []):
-        if mark.name == "parametrize" and "model_class" in mark.args[0]:
-            values = [value if isinstance(value, tuple) else (value,) for value in mark.args[1]]
-            return any(LSTMLMForCausalLM in value for value in values)
-    return True  # not parametrized by model class: it runs every head
-
-
-CONFORMANCE_CHECKS = [
-    check
-    for name, check in vars(test_modeling_common).items()
-    if name.startswith("test_")
-    and {"model_class", "tmp_path", "side", "argument"} >= set(signature(check).parameters)
-    and runs_the_causal_lstm(check)
-]
-
-
-@pytest.fixture
-def adaptive_softmax_lstm(monkeypatch):
-    """The suite's tiny lstm_lm with an adaptive softmax head: every check then builds that variant."""
-    tiny = model_specs.TINY_CONFIGS["lstm_lm"]
-    monkeypatch.setitem(model_specs.TINY_CONFIGS, "lstm_lm", lambda **kw: tiny(**(ADAPTIVE_SOFTMAX | kw)))
-
-
-@pytest.mark.parametrize("check", CONFORMANCE_CHECKS, ids=lambda check: check.__name__)
-def test_the_adaptive_softmax_head_passes_the_conformance_suite(check, adaptive_softmax_lstm, tmp_path):
-    model = model_specs.tiny_model(LSTMLMForCausalLM)
-    assert isinstance(model.lm_head, torch.nn.AdaptiveLogSoftmaxWithLoss)
-    arguments = {"model_class": LSTMLMForCausalLM, "tmp_path": tmp_path, "side": "left", "argument": "cache"}
-    check(**{name: arguments[name] for name in signature(check).parameters})
-
-
-def test_adaptive_softmax_logits_are_log_probabilities_and_the_loss_never_builds_them():
-    model = make_model(tie_word_embeddings=False, adaptive_softmax_cutoffs=[10, 30]).eval()
-    input_ids = token_ids(2, 7)
-    log_probs = model(input_ids).logits
-    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 7))
-    with_labels = model(input_ids, labels=input_ids)
-    assert with_labels.logits is None
-    expected = torch.nn.functional.nll_loss(log_probs[:, :-1].flatten(0, 1), input_ids[:, 1:].flatten())
-    torch.testing.assert_close(with_labels.loss, expected)
-    assert model.get_output_embeddings() is None
+test_the_adaptive_softmax_head_passes_the_conformance_suite = test_modeling_common.conformance_variant(
+    LSTMLMForCausalLM, ADAPTIVE_SOFTMAX
+)
 
 
 @pytest.mark.parametrize(

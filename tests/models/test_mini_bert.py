@@ -8,6 +8,7 @@ what is particular to a BERT-style encoder. Sizes are tiny so the file runs in s
 import re
 
 import pytest
+import test_modeling_common
 import torch
 import transformers
 from safetensors import safe_open
@@ -511,3 +512,34 @@ def test_works_as_encoder_of_encoder_decoder_model(tmp_path):
         reloaded(input_ids=input_ids, attention_mask=attention_mask, labels=labels).logits,
         model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).logits,
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Sparse prediction (recipes/mini_bert/*_mlm.yaml): the MLM head only at the labelled positions
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+test_sparse_prediction_passes_the_conformance_suite = test_modeling_common.conformance_variant(
+    MiniBertForMaskedLM, {"sparse_prediction": True}
+)
+
+
+def test_sparse_prediction_gives_the_dense_loss_and_gradients_from_the_labelled_positions_only():
+    input_ids, attention_mask, _ = padded_batch()
+    labels = torch.full_like(input_ids, -100)
+    labels[0, 1], labels[1, 3], labels[2, 7] = 5, 6, 7
+    losses, gradients, logits = [], [], []
+    for sparse in (False, True):
+        torch.manual_seed(0)
+        model = MiniBertForMaskedLM(tiny_config(sparse_prediction=sparse))
+        output = model(input_ids, attention_mask=attention_mask, labels=labels)
+        output.loss.backward()
+        losses.append(output.loss)
+        logits.append(output.logits)
+        gradients.append({name: p.grad for name, p in model.named_parameters()})
+    assert logits[0].shape == (*input_ids.shape, SIZES["vocab_size"])
+    assert logits[1].shape == (3, SIZES["vocab_size"])  # one row per labelled position
+    torch.testing.assert_close(logits[1], logits[0][labels != -100])
+    torch.testing.assert_close(losses[1], losses[0])
+    for name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradients[1][name], gradient, msg=name)

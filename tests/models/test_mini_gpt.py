@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import test_modeling_common
 import torch
 from transformers import (
     AutoConfig,
@@ -524,3 +525,39 @@ def test_gradient_checkpointing_gives_the_same_gradients(add_cross_attention):
             torch.testing.assert_close(grads[1][name], grad, msg=name)
     if add_cross_attention:
         assert grads[1]["encoder_states"].any()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The adaptive softmax head (recipes/mini_gpt/wikitext2.yaml) through the whole conformance suite
+# ----------------------------------------------------------------------------------------------------------------------
+
+ADAPTIVE_SOFTMAX = {"adaptive_softmax_cutoffs": [20, 50], "tie_word_embeddings": False}
+
+
+test_the_adaptive_softmax_head_passes_the_conformance_suite = test_modeling_common.conformance_variant(
+    MiniGPTForCausalLM, ADAPTIVE_SOFTMAX
+)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            {"adaptive_softmax_cutoffs": [10, 30]},
+            "MiniGPTConfig.adaptive_softmax_cutoffs needs tie_word_embeddings",
+        ),
+        ({"adaptive_softmax_cutoffs": [30, 10], "tie_word_embeddings": False}, "increasing"),
+        ({"adaptive_softmax_cutoffs": [10, VOCAB_SIZE], "tie_word_embeddings": False}, "increasing"),
+        (
+            {
+                "adaptive_softmax_cutoffs": [10, 30],
+                "tie_word_embeddings": False,
+                "adaptive_softmax_div_value": 1,
+            },
+            "> 1",
+        ),
+    ],
+)
+def test_adaptive_softmax_config_is_checked(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides)

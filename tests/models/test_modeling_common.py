@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from inspect import signature
 
 import pytest
 import torch
@@ -347,3 +348,72 @@ def test_trainer_reduces_loss_on_a_memorisation_task(model_class, tmp_path):
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == 25
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("model_class", CAUSAL_LMS, ids=ids)
+def test_adaptive_softmax_logits_are_log_probabilities_and_the_loss_never_builds_them(model_class):
+    model = tiny_model(model_class, tie_word_embeddings=False, adaptive_softmax_cutoffs=[10, 30])
+    input_ids = random_input_ids(2, 7)
+    log_probs = model(input_ids).logits
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 7))
+    with_labels = model(input_ids, labels=input_ids)
+    assert with_labels.logits is None
+    expected = torch.nn.functional.nll_loss(log_probs[:, :-1].flatten(0, 1), input_ids[:, 1:].flatten())
+    torch.testing.assert_close(with_labels.loss, expected)
+    assert model.get_output_embeddings() is None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Running the whole suite for one configuration variant (the family test files use it for the options recipes set)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _first_case_for(check, model_class, tmp_path) -> dict | None:
+    """The arguments of the first case the suite runs `check` with for `model_class` (None: it never does)."""
+    arguments = {"model_class": model_class, "tmp_path": tmp_path}
+    for mark in getattr(check, "pytestmark", []):
+        if mark.name != "parametrize":
+            continue
+        names = [name.strip() for name in mark.args[0].split(",")]
+        cases = [
+            dict(zip(names, value if isinstance(value, tuple) else (value,), strict=True))
+            for value in mark.args[1]
+        ]
+        case = next((case for case in cases if case.get("model_class", model_class) is model_class), None)
+        if case is None:
+            return None
+        arguments |= case
+    return arguments
+
+
+def conformance_checks(model_class) -> list:
+    """The checks of this suite that run for `model_class`, to be parametrized over by a variant's test."""
+    return [
+        check
+        for name, check in globals().items()
+        if name.startswith("test_")
+        and {"model_class", "tmp_path", "side", "argument"} >= set(signature(check).parameters)
+        and _first_case_for(check, model_class, None) is not None
+    ]
+
+
+def run_conformance_check(check, model_class, tmp_path) -> None:
+    """Run one check for `model_class`, with the first case the suite itself runs it with."""
+    arguments = _first_case_for(check, model_class, tmp_path)
+    check(**{name: arguments[name] for name in signature(check).parameters})
+
+
+def conformance_variant(model_class, overrides: dict):
+    """A test that runs every check of this suite for `model_class` built with the config `overrides` (an option a
+    recipe sets): assign it to a `test_...` name in the family's test file."""
+    family = family_of(model_class)
+
+    @pytest.mark.parametrize("check", conformance_checks(model_class), ids=lambda check: check.__name__)
+    def test_variant(check, monkeypatch, tmp_path):
+        tiny = TINY_CONFIGS[family]
+        monkeypatch.setitem(TINY_CONFIGS, family, lambda **kw: tiny(**(overrides | kw)))
+        config = tiny_model(model_class).config
+        assert all(getattr(config, name) == value for name, value in overrides.items())
+        run_conformance_check(check, model_class, tmp_path)
+
+    return test_variant
