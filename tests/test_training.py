@@ -14,6 +14,7 @@ from transformers import TrainerCallback, TrainingArguments, default_data_collat
 
 from lmrecipes import training
 from lmrecipes.errors import RecipeError
+from lmrecipes.models.mini_bert import MiniBertConfig, MiniBertForMaskedLM
 from lmrecipes.models.mini_gpt import MiniGPTConfig, MiniGPTForCausalLM
 from lmrecipes.optimization import MuonWithAdamW
 from lmrecipes.throughput import training_flops_per_token
@@ -161,6 +162,32 @@ def test_training_logs_carry_tokens_per_second_and_mfu_against_the_given_peak(tm
         assert entry["tokens_per_second"] > 0
         expected_mfu = entry["tokens_per_second"] * flops_per_token / 1e9
         assert entry["mfu"] == pytest.approx(expected_mfu, rel=1e-3, abs=1e-4)
+
+
+def test_a_sparse_prediction_head_counts_in_the_logged_mfu_only_where_there_are_labels(tmp_path):
+    config = MiniBertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=16, sparse_prediction=True,
+    )  # fmt: skip
+    blocks = torch.randint(0, 50, (16, 16), generator=torch.Generator().manual_seed(0))
+    labels = torch.full_like(blocks, -100)
+    labels[:, ::4] = blocks[:, ::4]  # a quarter of the positions labelled
+    trainer = RecipeTrainer(
+        model=MiniBertForMaskedLM(config),
+        args=RecipeTrainingArguments(
+            output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4, logging_steps=3, peak_tflops=1e-3,
+            report_to="none", disable_tqdm=True, use_cpu=True, save_strategy="no", dataloader_pin_memory=False,
+        ),
+        train_dataset=Dataset.from_dict({"input_ids": blocks.tolist(), "labels": labels.tolist()}),
+        data_collator=default_data_collator,
+    )  # fmt: skip
+    trainer.train()
+    (entry,) = [entry for entry in trainer.state.log_history if "loss" in entry]
+    flops_per_token = training_flops_per_token(trainer.model, seq_len=16, labelled_fraction=0.25)
+    assert flops_per_token < training_flops_per_token(trainer.model, seq_len=16)
+    assert entry["mfu"] == pytest.approx(
+        entry["tokens_per_second"] * flops_per_token / 1e9, rel=1e-3, abs=1e-4
+    )
 
 
 def test_a_causal_lm_is_sampled_at_each_evaluation_without_changing_its_training(
