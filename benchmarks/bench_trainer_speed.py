@@ -200,9 +200,9 @@ def flops_per_token(setup: Setup, variant: str) -> float:
     the masked positions only, the built-in twin's full head everywhere (with our attention count: the same
     attention)."""
     if variant == "built-in":
-        ours = build_pretraining_model(setup.model_args, setup.tokenizer)
         twin_weights = matmul_weight_count(built_in_twin_of(setup))
-        return 6 * twin_weights + attention_flops_per_token(ours.config, setup.data_args.block_size)
+        config = build_config(setup.model_args, setup.tokenizer)  # the attention count needs only the sizes
+        return 6 * twin_weights + attention_flops_per_token(config, setup.data_args.block_size)
     model = build_pretraining_model(setup.ours[variant][0], setup.tokenizer)
     labelled_fraction = 1.0 if setup.causal else MLM_PROBABILITY
     return training_flops_per_token(model, setup.data_args.block_size, None, labelled_fraction)
