@@ -388,24 +388,28 @@ class LSTMLMModel(LSTMLMPreTrainedModel):
         return attention_mask[:, -seq_len:].bool()
 
 
-def adaptive_softmax_loss(
+def adaptive_softmax_outputs(
     lm_head: nn.AdaptiveLogSoftmaxWithLoss,
     hidden_states: torch.Tensor,
-    labels: torch.Tensor,
+    labels: torch.Tensor | None = None,
     num_items_in_batch: int | torch.Tensor | None = None,
     **kwargs,
-) -> torch.Tensor:
-    """Next-token cross-entropy through an adaptive softmax, as ForCausalLMLoss computes it for a linear head: labels
-    shifted inside, -100 ignored, the sum divided by `num_items_in_batch` when the Trainer passes it. Only the
-    targets' clusters are evaluated, which is what makes the head cheap to train."""
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(loss, logits) of an adaptive-softmax head. Without labels: no loss, and log-probabilities over the whole
+    vocabulary as the logits. With labels: next-token cross-entropy as ForCausalLMLoss computes it for a linear head
+    (labels shifted inside, -100 ignored, the sum divided by `num_items_in_batch` when the Trainer passes it) and no
+    logits: only the targets' clusters are evaluated, which is what makes the head cheap to train."""
+    if labels is None:
+        log_probs = lm_head.log_prob(hidden_states.flatten(0, -2))
+        return None, log_probs.view(*hidden_states.shape[:-1], -1)
     targets = nn.functional.pad(labels, (0, 1), value=-100)[..., 1:].to(hidden_states.device).flatten()
     kept = targets != -100
     target_log_probs = lm_head(hidden_states.flatten(0, -2)[kept], targets[kept]).output
     if num_items_in_batch is None:
-        return -target_log_probs.mean()
+        return -target_log_probs.mean(), None
     if torch.is_tensor(num_items_in_batch):
         num_items_in_batch = num_items_in_batch.to(target_log_probs.device)
-    return -target_log_probs.sum() / num_items_in_batch
+    return -target_log_probs.sum() / num_items_in_batch, None
 
 
 class LSTMLMForCausalLM(LSTMLMPreTrainedModel, GenerationMixin):
@@ -481,11 +485,7 @@ class LSTMLMForCausalLM(LSTMLMPreTrainedModel, GenerationMixin):
             slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
         )
         if isinstance(self.lm_head, nn.AdaptiveLogSoftmaxWithLoss):
-            if labels is not None:
-                loss, logits = adaptive_softmax_loss(self.lm_head, hidden_states, labels, **kwargs), None
-            else:
-                log_probs = self.lm_head.log_prob(hidden_states.flatten(0, -2))
-                loss, logits = None, log_probs.view(*hidden_states.shape[:-1], -1)
+            loss, logits = adaptive_softmax_outputs(self.lm_head, hidden_states, labels, **kwargs)
         else:
             logits = self.lm_head(hidden_states)
             loss = None
