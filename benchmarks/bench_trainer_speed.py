@@ -11,6 +11,9 @@ size, block size, batch, dropout and precision) take the same number of steps:
                    model, collated as transformers' examples do (run_clm: labels in the blocks and
                    default_data_collator; run_mlm: DataCollatorForLanguageModeling)
 
+Ours runs in the recipe's own trainer: TBPTTTrainer (parallel streams, state carried) for a `truncated_bptt` recipe,
+RecipeTrainer otherwise.
+
 The three alternate, `--rounds` times each, in one process; a callback stamps the end of every step, so a step's
 time includes data loading, logging and the optimizer. Warm-up steps (compilation included) are left out. Peak
 memory of a training step is measured in a fresh process per run: the peak resident set on CPU,
@@ -30,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -59,6 +62,7 @@ from lmrecipes.data import DataArguments  # noqa: E402
 from lmrecipes.families import FAMILIES  # noqa: E402
 from lmrecipes.modeling import ModelArguments, build_config, build_pretraining_model  # noqa: E402
 from lmrecipes.recipe import parse_recipe  # noqa: E402
+from lmrecipes.tbptt import TBPTTTrainer  # noqa: E402
 from lmrecipes.throughput import (  # noqa: E402
     attention_flops_per_token,
     matmul_weight_count,
@@ -213,11 +217,15 @@ def make_trainer(setup: Setup, variant: str, clock: StepClock) -> Trainer:
     if variant == "built-in":
         # transformers' defaults; only what fixes the run's shape and schedule is taken from the recipe.
         recipe_args = setup.training_args
+        # The recipe's learning rate only where the recipe uses the Trainer's default optimizer (AdamW): a rate
+        # meant for SGD (the LSTM recipe's 20) would make AdamW's weights diverge to inf.
+        defaults = {f.name: f.default for f in fields(TrainingArguments)}
+        same_optimizer = recipe_args.optim == defaults["optim"]
         args = TrainingArguments(
             output_dir=recipe_args.output_dir,
             per_device_train_batch_size=recipe_args.per_device_train_batch_size,
             max_steps=recipe_args.max_steps,
-            learning_rate=recipe_args.learning_rate,
+            learning_rate=recipe_args.learning_rate if same_optimizer else defaults["learning_rate"],
             bf16=recipe_args.bf16,
             use_cpu=recipe_args.use_cpu,
             save_strategy="no",
@@ -240,7 +248,10 @@ def make_trainer(setup: Setup, variant: str, clock: StepClock) -> Trainer:
         )
     model_args, args = setup.ours[variant]
     objective = FAMILIES[model_args.model_type].objective
-    return RecipeTrainer(
+    trainer_class = (
+        TBPTTTrainer if model_args.truncated_bptt else RecipeTrainer
+    )  # as scripts/pretrain.py picks
+    return trainer_class(
         model=build_pretraining_model(model_args, setup.tokenizer),
         args=args,
         train_dataset=setup.blocks,
@@ -307,12 +318,14 @@ def run(args: TrainerSpeedArguments) -> dict:
             setup = prepare(recipe, args, output_dir)
             seconds: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
             round_ratios: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+            trainers: dict[str, str] = {}
             for round_index in range(args.rounds):
                 medians = {}
                 order = VARIANTS if round_index % 2 == 0 else VARIANTS[::-1]
                 for variant in order:
                     clock = StepClock()
                     trainer = make_trainer(setup, variant, clock)
+                    trainers[variant] = type(trainer).__name__
                     trainer.train()
                     steps = clock.step_seconds(skip=args.warmup_steps)
                     seconds[variant] += steps
@@ -335,6 +348,7 @@ def run(args: TrainerSpeedArguments) -> dict:
                         "model": setup.model_args.model_type
                         if variant != "built-in"
                         else type(built_in_twin_of(setup)).__name__,
+                        "trainer": trainers[variant],
                         "median_step_seconds": median,
                         "tokens_per_second": tokens_per_second,
                         "mfu": flops[variant] * tokens_per_second / peak,

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from helpers import REPO_ROOT, needs_mirror
 
 
@@ -56,12 +57,29 @@ def test_tfidf_baseline_benchmark_scores_and_writes_its_section(tmp_path):
 
 
 @needs_mirror("Salesforce/wikitext")
-def test_trainer_speed_benchmark_runs_ours_fast_ours_plain_and_the_built_in(tmp_path):
+@pytest.mark.parametrize(
+    ("recipe_file", "extra_fields", "models", "trainers"),
+    [
+        pytest.param(
+            "recipes/mini_gpt/tiny.yaml", "", ["mini_gpt", "mini_gpt", "GPT2LMHeadModel"], ["RecipeTrainer"] * 2,
+            id="mini_gpt",
+        ),
+        pytest.param(  # a truncated-BPTT recipe runs ours in TBPTTTrainer, as scripts/pretrain.py does
+            "recipes/lstm_lm/tiny.yaml", "truncated_bptt: true", ["lstm_lm", "lstm_lm", "PlainLSTMLanguageModel"], ["TBPTTTrainer"] * 2,
+            id="lstm_lm-truncated_bptt",
+        ),
+    ],
+)  # fmt: skip
+def test_trainer_speed_benchmark_runs_ours_fast_ours_plain_and_the_built_in(
+    tmp_path, recipe_file, extra_fields, models, trainers
+):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"{(REPO_ROOT / recipe_file).read_text()}\n{extra_fields}\n")
     output = tmp_path / "trainer_speed.json"
     command = [
         sys.executable,
         "benchmarks/bench_trainer_speed.py",
-        *"--recipes recipes/mini_gpt/tiny.yaml --warmup_steps 1 --timed_steps 2 --rounds 1 --max_blocks 64".split(),
+        *f"--recipes {recipe} --warmup_steps 1 --timed_steps 2 --rounds 1 --max_blocks 64".split(),
         *"--threads 1 --memory false --json_output".split(),  # the memory probe: the test below
         str(output),
         "--fast=--dataloader_drop_last true",  # a cheap stand-in for the speed-ups: no compilation here
@@ -70,7 +88,8 @@ def test_trainer_speed_benchmark_runs_ours_fast_ours_plain_and_the_built_in(tmp_
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(output.read_text())["results"]
     assert [row["variant"] for row in results] == ["ours, fast", "ours, plain", "built-in"]
-    assert [row["model"] for row in results] == ["mini_gpt", "mini_gpt", "GPT2LMHeadModel"]
+    assert [row["model"] for row in results] == models
+    assert [row["trainer"] for row in results] == [*trainers, "Trainer"]
     for row in results:
         assert row["tokens_per_second"] > 0 and 0 < row["mfu"] < 1 and row["peak_memory_bytes"] is None
     assert results[2]["speed_vs_built_in"] == 1.0  # the built-in against itself
