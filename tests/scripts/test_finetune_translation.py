@@ -562,7 +562,12 @@ def test_a_damaged_or_empty_warm_start_folder_is_named(
 
 
 @pytest.mark.parametrize(
-    "recipe", ["recipes/encoder_decoder/multi30k.yaml", "recipes/encoder_decoder/multi30k_warm_start.yaml"]
+    "recipe",
+    [
+        "recipes/encoder_decoder/multi30k.yaml",
+        "recipes/encoder_decoder/multi30k_warm_start.yaml",
+        "recipes/encoder_decoder/multi30k_in_domain.yaml",
+    ],
 )
 def test_full_size_recipes_parse(recipe, tmp_path):
     """The recipes too long for the tests still name only real fields with valid values."""
