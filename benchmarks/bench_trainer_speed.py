@@ -217,8 +217,8 @@ def make_trainer(setup: Setup, variant: str, clock: StepClock) -> Trainer:
     if variant == "built-in":
         # transformers' defaults; only what fixes the run's shape and schedule is taken from the recipe.
         recipe_args = setup.training_args
-        # The recipe's learning rate only where the recipe uses the Trainer's default optimizer (AdamW): a rate
-        # meant for SGD (the LSTM recipe's 20) would make AdamW's weights diverge to inf.
+        # The recipe's learning rate only where the recipe uses the Trainer's default optimizer (AdamW), not a rate
+        # meant for another one (the LSTM recipe's SGD at 20).
         defaults = {f.name: f.default for f in fields(TrainingArguments)}
         same_optimizer = recipe_args.optim == defaults["optim"]
         args = TrainingArguments(
