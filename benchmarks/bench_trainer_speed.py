@@ -248,9 +248,8 @@ def make_trainer(setup: Setup, variant: str, clock: StepClock) -> Trainer:
         )
     model_args, args = setup.ours[variant]
     objective = FAMILIES[model_args.model_type].objective
-    trainer_class = (
-        TBPTTTrainer if model_args.truncated_bptt else RecipeTrainer
-    )  # as scripts/pretrain.py picks
+    # As scripts/pretrain.py picks it.
+    trainer_class = TBPTTTrainer if model_args.truncated_bptt else RecipeTrainer
     return trainer_class(
         model=build_pretraining_model(model_args, setup.tokenizer),
         args=args,
@@ -405,8 +404,8 @@ def results_markdown(report: dict, table: str) -> str:
             f"'ours, plain' the recipe with `{args['plain'] or '(nothing)'}`. Speed vs built-in: median over rounds "
             "of the built-in's median step time / this run's. MFU: the FLOPs each run's model computes per token (a "
             f"sparse-prediction head at the {MLM_PROBABILITY:.0%} masked positions only; an adaptive softmax's head "
-            f"cluster, not its tails) against the measured matmul peak ({peaks}; the highest counts). Peak memory: a fresh process per run, its peak resident "
-            "set while training (VmHWM, reset after the data is ready) less what it held before the model was built "
+            f"cluster, not its tails) against the measured matmul peak ({peaks}; the highest counts). Peak memory: "
+            "a fresh process per run, its peak resident set while training (VmHWM, reset after the data is ready) less what it held before the model was built "
             "(CPU), or torch.cuda.max_memory_allocated (GPU).",
             table,
             machine_lines(report["machine"]),

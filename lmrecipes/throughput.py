@@ -67,12 +67,15 @@ def training_flops_per_token(
     seq_len: int,
     matmul_weights: int | None = None,
     labelled_fraction: float = 1.0,
+    sparse_head_weights: int | None = None,
 ) -> float:
-    """Forward + backward FLOPs per token for a batch of `seq_len`-token rows (`matmul_weights`: a cached count).
-    `labelled_fraction`: the share of positions with a label, which is where a sparse-prediction head runs."""
+    """Forward + backward FLOPs per token for a batch of `seq_len`-token rows. `labelled_fraction`: the share of
+    positions with a label, which is where a sparse-prediction head runs. `matmul_weights` and `sparse_head_weights`:
+    cached counts, for a caller that asks at every step."""
     weights = matmul_weight_count(model) if matmul_weights is None else matmul_weights
-    head_weights = sparse_head_weight_count(model)
-    weights -= (1 - labelled_fraction) * head_weights
+    if labelled_fraction < 1:
+        head_weights = sparse_head_weight_count(model) if sparse_head_weights is None else sparse_head_weights
+        weights -= (1 - labelled_fraction) * head_weights
     return 6 * weights + attention_flops_per_token(model.config, seq_len)
 
 

@@ -139,7 +139,7 @@ class RecipeOptionsMixin:
         # exp(loss) means something for language modelling, not for a classifier's loss.
         self.report_perplexity = report_perplexity
         self._matmul_weights = matmul_weight_count(self.model)
-        self._has_sparse_head = sparse_head_weight_count(self.model) > 0
+        self._sparse_head_weights = sparse_head_weight_count(self.model)
         self._peak_flops: float | None = None
         self._reset_throughput()
 
@@ -160,11 +160,15 @@ class RecipeOptionsMixin:
         if input_ids is not None:
             self._tokens_since_log += input_ids.numel()
             labelled_fraction = 1.0
-            if self._has_sparse_head and inputs.get("labels") is not None:
+            if self._sparse_head_weights and inputs.get("labels") is not None:
                 # A sparse-prediction head works at the labelled positions only (one sync: it indexes them anyway).
                 labelled_fraction = (inputs["labels"] != -100).float().mean().item()
             self._flops_since_log += input_ids.numel() * training_flops_per_token(
-                self.model, input_ids.shape[-1], self._matmul_weights, labelled_fraction
+                self.model,
+                input_ids.shape[-1],
+                self._matmul_weights,
+                labelled_fraction,
+                self._sparse_head_weights,
             )
         return super().training_step(model, inputs, *args, **kwargs)
 
