@@ -22,12 +22,14 @@ from typing import Any
 import numpy as np
 from datasets import ClassLabel, Dataset
 from transformers import (
+    AutoConfig,
     EvalPrediction,
     PreTrainedTokenizerBase,
 )
 
 from lmrecipes.errors import RecipeError
 from lmrecipes.metrics import load_classification_metrics
+from lmrecipes.modeling import load_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,15 @@ class ClassificationArguments:
         metadata={
             "help": "windows: how a text's window predictions are combined at evaluation.",
             "choices": list(WINDOW_COMBINATIONS),
+        },
+    )
+
+    classifier_pooling: str | None = field(
+        default=None,
+        metadata={
+            "help": "mini_bert: the sentence vector the classifier reads, cls (the first token's state, BERT's) "
+            "or mean (the mean over the real tokens); unset keeps the model's config.",
+            "choices": ["cls", "mean"],
         },
     )
 
@@ -250,6 +261,19 @@ def build_compute_metrics(
 
 
 # --------------------------------------------------------------------------------------------- the recipe
+
+
+def pooling_override(classifier_pooling: str | None, model_name_or_path: str) -> dict[str, str]:
+    """The config override that sets `classifier_pooling` when the recipe gives it, after checking that the model's
+    family has the option (a config takes unknown keyword arguments silently)."""
+    if classifier_pooling is None:
+        return {}
+    config = load_pretrained(AutoConfig, model_name_or_path, "model_name_or_path")
+    if "classifier_pooling" not in getattr(type(config), "__dataclass_fields__", {}):
+        raise RecipeError(
+            f"classifier_pooling: {config.model_type} models have no such option (mini_bert has); remove it"
+        )
+    return {"classifier_pooling": classifier_pooling}
 
 
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, max_seq_length: int) -> PreTrainedTokenizerBase:

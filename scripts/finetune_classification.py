@@ -18,6 +18,7 @@ from lmrecipes.classification import (
     bad_example_checks,
     build_compute_metrics,
     class_names,
+    pooling_override,
     prepare_tokenizer,
     tokenize_for_classification,
 )
@@ -42,6 +43,7 @@ def main(
     # Recipe checks: what needs no data fails here, before anything is written
     ###############
     callbacks = finetuning.early_stopping(finetune_args, training_args)
+    config_overrides = pooling_override(task_args.classifier_pooling, finetune_args.model_name_or_path)
     if (finished := start_run(training_args, recipe)) is not None:
         return finished  # this recipe's run in this folder is already complete
 
@@ -76,6 +78,7 @@ def main(
         num_labels=len(names),
         id2label=dict(enumerate(names)),
         label2id={name: class_id for class_id, name in enumerate(names)},
+        **config_overrides,
     )
     data.check_tokenizer_fits_model(tokenizer, model.config)  # an id past the embedding: IndexError at step 1
     finetuning.check_max_seq_length(task_args.max_seq_length, model.config)

@@ -34,6 +34,9 @@ class MiniBertConfig(PreTrainedConfig):
         pad_token_id (`int`, *optional*): id of the padding token; its word-embedding row is kept at zero.
         classifier_dropout (`float`, *optional*): dropout before the classification heads;
             `None` means `hidden_dropout_prob`.
+        classifier_pooling (`str`): the sentence vector the pooler reads: `"cls"`, the first token's hidden state
+            (BERT's), or `"mean"`, the mean of the real (unpadded) tokens' hidden states. ModernBERT's option of
+            the same name; mean pooling needs no pretraining objective that teaches the first token a summary.
         tie_word_embeddings (`bool`): whether the MLM decoder shares its weight with the word embeddings.
         sparse_prediction (`bool`): when [`MiniBertForMaskedLM`] is given `labels`, run the MLM head only at the
             positions that have one (the ~15% masked tokens) instead of at every position: the same loss, without
@@ -65,6 +68,7 @@ class MiniBertConfig(PreTrainedConfig):
     layer_norm_eps: float = 1e-12
     pad_token_id: int | None = 0
     classifier_dropout: float | int | None = None
+    classifier_pooling: str = "cls"
     tie_word_embeddings: bool = True
     sparse_prediction: bool = False
 
@@ -104,6 +108,10 @@ class MiniBertConfig(PreTrainedConfig):
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(
                 f"`pad_token_id` ({self.pad_token_id}) must be a token id in [0, vocab_size={self.vocab_size})."
+            )
+        if self.classifier_pooling not in ("cls", "mean"):
+            raise ValueError(
+                f"`classifier_pooling` must be 'cls' or 'mean', got {self.classifier_pooling!r}."
             )
         if self.hidden_act not in ACT2FN:
             raise ValueError(

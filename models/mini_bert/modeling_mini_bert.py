@@ -6,7 +6,8 @@ The architecture is BERT's, layer for layer, so that for the same sizes it has e
     embeddings = LayerNorm(word + learned position + token type) -> dropout
     each block (post-LN):   x = LayerNorm(x + dropout(attention(x)))
                             x = LayerNorm(x + dropout(down_proj(act(up_proj(x)))))
-    pooler     = tanh(dense(hidden state of the first token))          (sequence classification only)
+    pooler     = tanh(dense(hidden state of the first token, or the mean over the real tokens))
+                                                                       (sequence classification only)
     MLM head   = decoder(LayerNorm(act(dense(x)))), decoder weight tied to the word embeddings
 
 Attention goes through transformers' attention interface (`config._attn_implementation`: "sdpa" by default,
@@ -204,15 +205,28 @@ class MiniBertLayer(GradientCheckpointingLayer):
 
 
 class MiniBertPooler(nn.Module):
-    """tanh(dense(h_[CLS])): the sentence vector the sequence-classification head reads."""
+    """tanh(dense(sentence vector)): what the sequence-classification head reads. The sentence vector is h_[CLS]
+    (`classifier_pooling="cls"`, BERT's) or the mean of the real tokens' hidden states (`"mean"`)."""
 
     def __init__(self, config: MiniBertConfig):
         super().__init__()
+        self.pooling = config.classifier_pooling
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.activation = nn.Tanh()
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.dense(hidden_states[:, 0]))
+    def forward(self, hidden_states: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.pooling == "cls":
+            sentence = hidden_states[:, 0]
+        elif padding_mask is None:
+            sentence = hidden_states.mean(dim=1)
+        elif padding_mask.dim() != 2:
+            raise ValueError(
+                "classifier_pooling='mean' needs the 2D (batch, seq) attention_mask, not a 4D one."
+            )
+        else:  # padding positions weigh nothing, whatever their hidden states hold
+            weights = padding_mask[:, :, None].to(hidden_states.dtype)
+            sentence = (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return self.activation(self.dense(sentence))
 
 
 class MiniBertLMHead(nn.Module):
@@ -316,6 +330,7 @@ class MiniBertModel(MiniBertPreTrainedModel):
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
         )
+        padding_mask = attention_mask  # the 2D (batch, seq) mask, for mean pooling
         # 2D padding mask -> whatever the attention implementation expects (None when nothing is masked).
         attention_mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask
@@ -326,7 +341,7 @@ class MiniBertModel(MiniBertPreTrainedModel):
             # position_ids lets flash attention detect packed sequences, like BERT does.
             hidden_states = layer(hidden_states, attention_mask, position_ids=position_ids, **kwargs)
 
-        pooled_output = self.pooler(hidden_states) if self.pooler is not None else None
+        pooled_output = self.pooler(hidden_states, padding_mask) if self.pooler is not None else None
         return BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=hidden_states, pooler_output=pooled_output
         )
@@ -400,7 +415,8 @@ class MiniBertForMaskedLM(MiniBertPreTrainedModel):
 
 
 class MiniBertForSequenceClassification(MiniBertPreTrainedModel):
-    """Encoder + pooler + dropout + linear classifier (or regressor) on the [CLS] vector."""
+    """Encoder + pooler + dropout + linear classifier (or regressor) on the sentence vector
+    (`config.classifier_pooling`: the [CLS] hidden state or the mean over the real tokens)."""
 
     # The regression and multi-label losses are means that cannot use `num_items_in_batch`; without it Trainer
     # divides every loss by the gradient accumulation steps itself, which is right for all three problem types.

@@ -81,6 +81,7 @@ def count_parameters(model: torch.nn.Module) -> int:
         (dict(pad_token_id=-1), "pad_token_id"),
         (dict(hidden_act="not_an_activation"), "hidden_act"),
         (dict(layer_norm_eps=0.0), "layer_norm_eps"),
+        (dict(classifier_pooling="max"), "classifier_pooling"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(overrides, field):
@@ -543,3 +544,42 @@ def test_sparse_prediction_gives_the_dense_loss_and_gradients_from_the_labelled_
     torch.testing.assert_close(losses[1], losses[0])
     for name, gradient in gradients[0].items():
         torch.testing.assert_close(gradients[1][name], gradient, msg=name)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Mean pooling (classifier_pooling="mean", set by a classification recipe): the sentence vector is the mean of the real
+# tokens' hidden states
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+test_mean_pooling_passes_the_conformance_suite = test_modeling_common.conformance_variant(
+    MiniBertForSequenceClassification, {"classifier_pooling": "mean"}
+)
+
+
+def test_mean_pooling_averages_the_real_tokens_and_ignores_the_padding():
+    torch.manual_seed(0)
+    model = MiniBertModel(tiny_config(classifier_pooling="mean")).eval()
+    input_ids, attention_mask, token_type_ids = padded_batch()
+    output = model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+
+    for row in range(input_ids.shape[0]):
+        length = int(attention_mask[row].sum())
+        mean = output.last_hidden_state[row, :length].mean(dim=0)
+        torch.testing.assert_close(output.pooler_output[row], torch.tanh(model.pooler.dense(mean)))
+        alone = model(
+            input_ids=input_ids[row : row + 1, :length], token_type_ids=token_type_ids[row : row + 1, :length]
+        )
+        torch.testing.assert_close(output.pooler_output[row], alone.pooler_output[0])
+
+    # The first token's vector is another one: the option changes what the classifier reads.
+    cls_model = MiniBertModel(tiny_config()).eval()
+    cls_model.load_state_dict(model.state_dict())
+    cls_output = cls_model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+    torch.testing.assert_close(cls_output.last_hidden_state, output.last_hidden_state)
+    assert not torch.allclose(cls_output.pooler_output, output.pooler_output, atol=1e-4)
+
+    # A 4D mask says nothing about which tokens are real: mean pooling refuses it rather than guessing.
+    four_d = attention_mask[:, None, None, :].expand(-1, 1, input_ids.shape[1], -1).bool()
+    with pytest.raises(ValueError, match="needs the 2D"):
+        model(input_ids=input_ids, attention_mask=four_d)

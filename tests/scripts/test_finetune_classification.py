@@ -149,6 +149,33 @@ def test_causal_families_classify_from_the_last_real_token(family, pretrained, t
     check_pipeline_matches_model(output_dir)
 
 
+def test_mean_pooling_is_saved_with_the_model_and_classifies_padded_batches_alike(pretrained, tmp_path):
+    output_dir = tmp_path / "mean"
+    run_recipe(
+        ARGUMENT_TYPES,
+        finetune_classification,
+        "recipes/mini_bert/sst2_tiny.yaml",
+        *("--model_name_or_path", str(pretrained("mini_bert")), "--output_dir", str(output_dir)),
+        *("--classifier_pooling", "mean", "--max_steps", "20"),
+    )
+    check_results(output_dir)
+    assert read_json(output_dir / "config.json")["classifier_pooling"] == "mean"
+    check_pipeline_matches_model(output_dir)  # padding in the batch must not move the mean
+
+
+def test_classifier_pooling_is_refused_for_a_family_without_it(pretrained, tmp_path):
+    output_dir = tmp_path / "gpt"
+    with pytest.raises(ValueError, match="classifier_pooling: mini_gpt models have no such option"):
+        run_recipe(
+            ARGUMENT_TYPES,
+            finetune_classification,
+            "recipes/mini_gpt/sst2_tiny.yaml",
+            *("--model_name_or_path", str(pretrained("mini_gpt")), "--output_dir", str(output_dir)),
+            *("--classifier_pooling", "mean"),
+        )
+    assert not output_dir.exists()  # refused before anything was written
+
+
 def imdb_window_overrides(pretrained, output_dir: Path) -> list[str]:
     """recipes/mini_bert/imdb.yaml cut down: 32-token windows sharing 8, 12 test reviews, 4 steps."""
     return [
@@ -443,5 +470,7 @@ def test_full_size_recipes_parse(recipe, tmp_path):
         ARGUMENT_TYPES,
         [str(REPO_ROOT / recipe), "--model_name_or_path", "unused", "--output_dir", str(tmp_path)],
     )
-    assert data_args.eval_split in ("validation", "test") and training_args.load_best_model_at_end
+    assert data_args.eval_split in ("validation", "test")
+    # The best checkpoint is chosen on a validation split, never on the test split a recipe is scored on (IMDB).
+    assert training_args.load_best_model_at_end == (data_args.eval_split == "validation")
     early_stopping(finetune_args, training_args)  # the early-stopping fields fit together
