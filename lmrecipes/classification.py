@@ -30,6 +30,7 @@ from transformers import (
 from lmrecipes.errors import RecipeError
 from lmrecipes.metrics import load_classification_metrics
 from lmrecipes.modeling import load_pretrained
+from lmrecipes.models.mini_bert.configuration_mini_bert import CLASSIFIER_POOLINGS
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class ClassificationArguments:
         metadata={
             "help": "mini_bert: the sentence vector the classifier reads, cls (the first token's state, BERT's) "
             "or mean (the mean over the real tokens); unset keeps the model's config.",
-            "choices": ["cls", "mean"],
+            "choices": list(CLASSIFIER_POOLINGS),
         },
     )
 

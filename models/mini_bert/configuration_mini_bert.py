@@ -12,6 +12,9 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
+# The sentence vectors the sequence-classification pooler can read (`classifier_pooling`).
+CLASSIFIER_POOLINGS = ("cls", "mean")
+
 
 @strict
 class MiniBertConfig(PreTrainedConfig):
@@ -109,9 +112,9 @@ class MiniBertConfig(PreTrainedConfig):
             raise ValueError(
                 f"`pad_token_id` ({self.pad_token_id}) must be a token id in [0, vocab_size={self.vocab_size})."
             )
-        if self.classifier_pooling not in ("cls", "mean"):
+        if self.classifier_pooling not in CLASSIFIER_POOLINGS:
             raise ValueError(
-                f"`classifier_pooling` must be 'cls' or 'mean', got {self.classifier_pooling!r}."
+                f"`classifier_pooling` must be one of {CLASSIFIER_POOLINGS}, got {self.classifier_pooling!r}."
             )
         if self.hidden_act not in ACT2FN:
             raise ValueError(

@@ -330,7 +330,7 @@ class MiniBertModel(MiniBertPreTrainedModel):
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
         )
-        padding_mask = attention_mask  # the 2D (batch, seq) mask, for mean pooling
+        padding_mask = attention_mask  # the mask as given (2D for padding), for mean pooling
         # 2D padding mask -> whatever the attention implementation expects (None when nothing is masked).
         attention_mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask
