@@ -186,13 +186,19 @@ class MiniGPTCrossAttention(nn.Module):
         return attn_output, attn_weights
 
 
+# GPT-2's "gelu_new" is the tanh approximation of GELU written as eight elementwise operations (transformers'
+# NewGELUActivation); PyTorch's fused kernel ("gelu_pytorch_tanh") computes the same function, within 5e-7, in one.
+# On CPU that makes a training step at nanoGPT's shape about 15% faster (benchmarks/RESULTS.md).
+FUSED_ACTIVATIONS = {"gelu_new": "gelu_pytorch_tanh"}
+
+
 class MiniGPTMLP(nn.Module):
     """hidden -> intermediate -> activation -> hidden, then dropout (GPT-2's feed-forward sublayer)."""
 
     def __init__(self, config: MiniGPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act = ACT2FN[config.hidden_act]
+        self.act = ACT2FN[FUSED_ACTIVATIONS.get(config.hidden_act, config.hidden_act)]
         self.c_proj = nn.Linear(config.intermediate_size, config.hidden_size)
         self.c_proj.is_residual_projection = True  # scaled init, see MiniGPTPreTrainedModel._init_weights
         self.dropout = nn.Dropout(config.hidden_dropout)

@@ -21,6 +21,7 @@ from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
 )
+from transformers.activations import ACT2FN, NewGELUActivation
 
 from lmrecipes.models.mini_gpt import (
     MiniGPTConfig,
@@ -162,6 +163,28 @@ def test_residual_projections_use_gpt2_scaled_init():
     assert block.attn.c_proj.weight.std().item() == pytest.approx(expected_residual_std, rel=0.1)
     assert block.mlp.c_proj.weight.std().item() == pytest.approx(expected_residual_std, rel=0.1)
     assert torch.equal(block.ln_1.weight, torch.ones(64)) and not block.attn.c_attn.bias.any()
+
+
+def test_gelu_new_runs_the_fused_kernel_with_the_same_loss_and_gradients():
+    """GPT-2's activation, "gelu_new", runs as PyTorch's fused tanh-GELU: the same loss and gradients as transformers'
+    eight-operation NewGELUActivation, within fp32 rounding."""
+    input_ids = token_ids(2, 16)
+    results = []
+    for activation in ("fused", "gelu_new written out"):
+        model = tiny_lm().train()
+        assert model.config.hidden_act == "gelu_new"  # the default: GPT-2's
+        assert isinstance(model.model.h[0].mlp.act, type(ACT2FN["gelu_pytorch_tanh"]))
+        if activation != "fused":
+            for block in model.model.h:
+                block.mlp.act = NewGELUActivation()
+        loss = model(input_ids, labels=input_ids).loss
+        loss.backward()
+        results.append((loss, {name: p.grad for name, p in model.named_parameters()}))
+    (fused_loss, fused_grads), (plain_loss, plain_grads) = results
+    torch.testing.assert_close(fused_loss, plain_loss)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(fused_grads[name], grad, msg=name)
+    assert any(grad.abs().max() > 1e-3 for grad in plain_grads.values())
 
 
 # ----------------------------------------------------------------------------------------------------------------------
