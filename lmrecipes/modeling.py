@@ -28,7 +28,8 @@ from lmrecipes.errors import MissingFileError, RecipeError
 from lmrecipes.families import FAMILIES, complete_auto_map
 from lmrecipes.tokenization import TOKENIZER_FILES, TOKENIZER_KINDS
 
-_SIZE_FIELDS = (
+# The recipe's fields that a new model's config takes as they are (each family has some of them).
+_CONFIG_FIELDS = (
     "hidden_size",
     "num_hidden_layers",
     "num_attention_heads",
@@ -39,6 +40,7 @@ _SIZE_FIELDS = (
     "initializer_range",
     "adaptive_softmax_cutoffs",
     "sparse_prediction",
+    "hidden_act",
 )
 
 
@@ -104,6 +106,13 @@ class ModelArguments:
             "the logits of the unmasked positions)."
         },
     )
+    hidden_act: str | None = field(
+        default=None,
+        metadata={
+            "help": "mini_bert and mini_gpt: the MLP's activation, a key of transformers' ACT2FN (gelu, gelu_new, "
+            "relu2, silu, ...); family default when unset."
+        },
+    )
     dropout: float | None = field(
         default=None, metadata={"help": "Sets every dropout probability of the family."}
     )
@@ -141,8 +150,12 @@ def build_config(model_args: ModelArguments, tokenizer) -> PretrainedConfig:
     any tokenizer exists.
     """
     sizes = {
-        name: getattr(model_args, name) for name in _SIZE_FIELDS if getattr(model_args, name) is not None
+        name: getattr(model_args, name) for name in _CONFIG_FIELDS if getattr(model_args, name) is not None
     }
+    config_fields = FAMILIES[model_args.model_type].config_class.__dataclass_fields__
+    for name in sizes:
+        if name not in config_fields:  # a config keeps unknown keyword arguments silently, as attributes
+            raise RecipeError(f"{name}: {model_args.model_type} models have no such field; remove it")
     if model_args.dropout is not None:
         sizes.update(dict.fromkeys(FAMILIES[model_args.model_type].dropout_fields, model_args.dropout))
     if tokenizer is None:

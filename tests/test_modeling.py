@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import save_random_model, truncate
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.activations import ReLUSquaredActivation
 
 from lmrecipes.errors import MissingFileError, RecipeError
 from lmrecipes.modeling import ModelArguments, build_config, build_pretraining_model, load_pretrained
@@ -91,6 +92,38 @@ def test_the_recipes_adaptive_softmax_cutoffs_reach_the_config(sizes, tmp_path):
     assert model.get_output_embeddings() is None  # the adaptive head replaced the full output layer
     overridden, _ = parse_recipe((ModelArguments,), [str(recipe), "--adaptive_softmax_cutoffs", "50", "200"])
     assert build_config(overridden, tokenizer=None).adaptive_softmax_cutoffs == [50, 200]
+
+
+@pytest.mark.parametrize(
+    "sizes,field",
+    [
+        ("model_type: lstm_lm\nhidden_size: 16\nnum_attention_heads: 2\n", "num_attention_heads"),
+        ("model_type: lstm_lm\nhidden_size: 16\nhidden_act: relu2\n", "hidden_act"),
+        ("model_type: mini_gpt\nhidden_size: 16\nembedding_size: 16\n", "embedding_size"),
+        ("model_type: mini_gpt\nhidden_size: 16\nsparse_prediction: true\n", "sparse_prediction"),
+    ],
+)
+def test_a_model_field_the_family_lacks_is_refused_by_name(sizes, field, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"{sizes}tokenizer_vocab_size: 300\n")
+    model_args, _ = parse_recipe((ModelArguments,), [str(recipe)])
+    with pytest.raises(RecipeError, match=rf"^{field}: \w+ models have no such field; remove it$"):
+        build_config(model_args, tokenizer=None)
+
+
+@pytest.mark.parametrize("model_type", ["mini_bert", "mini_gpt"])
+def test_the_recipes_hidden_act_reaches_the_model(model_type, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"model_type: {model_type}\nhidden_size: 16\nnum_attention_heads: 2\nintermediate_size: 32\n"
+        "tokenizer_vocab_size: 300\nhidden_act: relu2\n"
+    )
+    model_args, _ = parse_recipe((ModelArguments,), [str(recipe)])
+    model = build_pretraining_model(model_args, tokenizer=None)
+    assert model.config.hidden_act == "relu2"
+    assert any(isinstance(module, ReLUSquaredActivation) for module in model.modules())
+    with pytest.raises(RecipeError, match="hidden_act"):  # the config's own check, with the field's name
+        build_config(parse_recipe((ModelArguments,), [str(recipe), "--hidden_act", "nope"])[0], tokenizer=None)
 
 
 def test_the_recipes_sparse_prediction_reaches_a_new_and_a_loaded_mini_bert(tmp_path):
