@@ -561,6 +561,11 @@ test_the_adaptive_softmax_head_passes_the_conformance_suite = test_modeling_comm
     MiniGPTForCausalLM, ADAPTIVE_SOFTMAX
 )
 
+# nanoGPT's activation, which recipes/mini_gpt/shakespeare_char.yaml sets.
+test_the_exact_gelu_passes_the_conformance_suite = test_modeling_common.conformance_variant(
+    MiniGPTForCausalLM, {"hidden_act": "gelu"}
+)
+
 
 @pytest.mark.parametrize(
     "overrides,message",
