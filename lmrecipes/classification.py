@@ -30,7 +30,8 @@ from transformers import (
 from lmrecipes.errors import RecipeError
 from lmrecipes.metrics import load_classification_metrics
 from lmrecipes.modeling import load_pretrained
-from lmrecipes.models.mini_bert.configuration_mini_bert import CLASSIFIER_POOLINGS
+from lmrecipes.models.lstm_lm.configuration_lstm_lm import CLASSIFIER_POOLINGS as LSTM_LM_POOLINGS
+from lmrecipes.models.mini_bert.configuration_mini_bert import CLASSIFIER_POOLINGS as MINI_BERT_POOLINGS
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +73,10 @@ class ClassificationArguments:
     classifier_pooling: str | None = field(
         default=None,
         metadata={
-            "help": "mini_bert: the sentence vector the classifier reads, cls (the first token's state, BERT's) "
-            "or mean (the mean over the real tokens); unset keeps the model's config.",
-            "choices": list(CLASSIFIER_POOLINGS),
+            "help": "The vector the classifier reads: mini_bert cls (the first token's state, BERT's) or mean (the "
+            "mean over the real tokens); lstm_lm last (the last real token's state) or mean. Unset keeps the "
+            "model's config.",
+            "choices": sorted(set(MINI_BERT_POOLINGS) | set(LSTM_LM_POOLINGS)),
         },
     )
 
@@ -272,8 +274,13 @@ def pooling_override(classifier_pooling: str | None, model_name_or_path: str) ->
     config = load_pretrained(AutoConfig, model_name_or_path, "model_name_or_path")
     if "classifier_pooling" not in getattr(type(config), "__dataclass_fields__", {}):
         raise RecipeError(
-            f"classifier_pooling: {config.model_type} models have no such option (mini_bert has); remove it"
+            f"classifier_pooling: {config.model_type} models have no such option (mini_bert and lstm_lm have); "
+            "remove it"
         )
+    try:  # the family's own check of the value (a config built from a dict runs it; setting the field does not)
+        type(config).from_dict(config.to_dict() | {"classifier_pooling": classifier_pooling})
+    except ValueError as error:
+        raise RecipeError(f"classifier_pooling: {error}") from error
     return {"classifier_pooling": classifier_pooling}
 
 

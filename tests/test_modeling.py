@@ -123,7 +123,9 @@ def test_the_recipes_hidden_act_reaches_the_model(model_type, tmp_path):
     assert model.config.hidden_act == "relu2"
     assert any(isinstance(module, ReLUSquaredActivation) for module in model.modules())
     with pytest.raises(RecipeError, match="hidden_act"):  # the config's own check, with the field's name
-        build_config(parse_recipe((ModelArguments,), [str(recipe), "--hidden_act", "nope"])[0], tokenizer=None)
+        build_config(
+            parse_recipe((ModelArguments,), [str(recipe), "--hidden_act", "nope"])[0], tokenizer=None
+        )
 
 
 def test_the_recipes_sparse_prediction_reaches_a_new_and_a_loaded_mini_bert(tmp_path):

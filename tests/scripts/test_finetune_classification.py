@@ -176,6 +176,21 @@ def test_classifier_pooling_is_refused_for_a_family_without_it(pretrained, tmp_p
     assert not output_dir.exists()  # refused before anything was written
 
 
+def test_a_pooling_of_another_family_is_refused_by_name(pretrained, tmp_path):
+    output_dir = tmp_path / "lstm"
+    with pytest.raises(
+        ValueError, match=r"^classifier_pooling: .*must be one of \('last', 'mean'\), got 'cls'"
+    ):
+        run_recipe(
+            ARGUMENT_TYPES,
+            finetune_classification,
+            "recipes/lstm_lm/sst2_tiny.yaml",
+            *("--model_name_or_path", str(pretrained("lstm_lm")), "--output_dir", str(output_dir)),
+            *("--classifier_pooling", "cls"),
+        )
+    assert not output_dir.exists()
+
+
 def imdb_window_overrides(pretrained, output_dir: Path) -> list[str]:
     """recipes/mini_bert/imdb.yaml cut down: 32-token windows sharing 8, 12 test reviews, 4 steps."""
     return [
