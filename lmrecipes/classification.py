@@ -268,7 +268,7 @@ def build_compute_metrics(
 
 def pooling_override(classifier_pooling: str | None, model_name_or_path: str) -> dict[str, str]:
     """The config override that sets `classifier_pooling` when the recipe gives it, after checking that the model's
-    family has the option (a config takes unknown keyword arguments silently)."""
+    family has the option (a config takes unknown keyword arguments silently) and takes the value."""
     if classifier_pooling is None:
         return {}
     config = load_pretrained(AutoConfig, model_name_or_path, "model_name_or_path")

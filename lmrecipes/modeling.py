@@ -149,21 +149,27 @@ def build_config(model_args: ModelArguments, tokenizer) -> PretrainedConfig:
     With `tokenizer=None`, the vocabulary is the recipe's tokenizer_vocab_size: the sizes can be checked before
     any tokenizer exists.
     """
-    sizes = {
-        name: getattr(model_args, name) for name in _CONFIG_FIELDS if getattr(model_args, name) is not None
-    }
-    config_fields = FAMILIES[model_args.model_type].config_class.__dataclass_fields__
-    for name in sizes:
-        if name not in config_fields:  # a config keeps unknown keyword arguments silently, as attributes
-            raise RecipeError(f"{name}: {model_args.model_type} models have no such field; remove it")
+    fields = _recipe_config_fields(model_args)
     if model_args.dropout is not None:
-        sizes.update(dict.fromkeys(FAMILIES[model_args.model_type].dropout_fields, model_args.dropout))
+        fields.update(dict.fromkeys(FAMILIES[model_args.model_type].dropout_fields, model_args.dropout))
     if tokenizer is None:
-        return _new_config(model_args.model_type, **sizes, vocab_size=model_args.tokenizer_vocab_size)
+        return _new_config(model_args.model_type, **fields, vocab_size=model_args.tokenizer_vocab_size)
     special = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
     if FAMILIES[model_args.model_type].objective == "causal":
         special |= {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
-    return complete_auto_map(_new_config(model_args.model_type, **sizes, **special))
+    return complete_auto_map(_new_config(model_args.model_type, **fields, **special))
+
+
+def _recipe_config_fields(model_args: ModelArguments) -> dict[str, Any]:
+    """The config fields the recipe sets, each checked to exist in the family's config."""
+    fields = {
+        name: getattr(model_args, name) for name in _CONFIG_FIELDS if getattr(model_args, name) is not None
+    }
+    config_fields = FAMILIES[model_args.model_type].config_class.__dataclass_fields__
+    for name in fields:
+        if name not in config_fields:  # a config keeps unknown keyword arguments silently, as attributes
+            raise RecipeError(f"{name}: {model_args.model_type} models have no such field; remove it")
+    return fields
 
 
 def _new_config(model_type: str, **fields) -> PretrainedConfig:
@@ -188,9 +194,16 @@ def build_pretraining_model(model_args: ModelArguments, tokenizer) -> PreTrained
                 f"model_type is '{model_args.model_type}' but {model_args.model_name_or_path} holds a "
                 f"'{model.config.model_type}' model"
             )
-        if model_args.sparse_prediction is not None:
-            # How the loss is computed, not what the model is: a recipe may change it on a saved model.
-            model.config.sparse_prediction = model_args.sparse_prediction
+        fields = _recipe_config_fields(model_args)
+        # How the loss is computed, not what the model is: a recipe may change it on a saved model.
+        if "sparse_prediction" in fields:
+            model.config.sparse_prediction = fields.pop("sparse_prediction")
+        for name, value in fields.items():  # the rest is the architecture, which a continued model keeps
+            if getattr(model.config, name) != value:
+                raise RecipeError(
+                    f"{name}: {model_args.model_name_or_path} holds a model with {name}="
+                    f"{getattr(model.config, name)!r}; remove {name} from the recipe to continue it"
+                )
     else:
         model = auto_class.from_config(build_config(model_args, tokenizer), **extra)
     complete_auto_map(model.config)

@@ -128,6 +128,23 @@ def test_the_recipes_hidden_act_reaches_the_model(model_type, tmp_path):
         )
 
 
+def test_a_continued_model_keeps_its_architecture_and_a_recipe_that_changes_it_is_refused(
+    gpt_folder, tmp_path
+):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"model_type: mini_gpt\nmodel_name_or_path: {gpt_folder}\n")
+    saved = AutoConfig.from_pretrained(gpt_folder)
+    same, _ = parse_recipe((ModelArguments,), [str(recipe), "--hidden_size", str(saved.hidden_size)])
+    assert build_pretraining_model(same, tokenizer=None).config.hidden_act == saved.hidden_act
+    for field, value in (("hidden_act", "relu2"), ("num_hidden_layers", str(saved.num_hidden_layers + 1))):
+        changed, _ = parse_recipe((ModelArguments,), [str(recipe), f"--{field}", value])
+        with pytest.raises(RecipeError, match=rf"^{field}: .* holds a model with {field}="):
+            build_pretraining_model(changed, tokenizer=None)
+    other_family, _ = parse_recipe((ModelArguments,), [str(recipe), "--sparse_prediction", "true"])
+    with pytest.raises(RecipeError, match="^sparse_prediction: mini_gpt models have no such field"):
+        build_pretraining_model(other_family, tokenizer=None)
+
+
 def test_the_recipes_sparse_prediction_reaches_a_new_and_a_loaded_mini_bert(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(

@@ -188,7 +188,7 @@ class MiniGPTCrossAttention(nn.Module):
 
 # GPT-2's "gelu_new" is the tanh approximation of GELU written as eight elementwise operations (transformers'
 # NewGELUActivation); PyTorch's fused kernel ("gelu_pytorch_tanh") computes the same function, within 5e-7, in one.
-# On CPU that makes a training step at nanoGPT's shape about 15% faster (benchmarks/RESULTS.md).
+# On CPU that makes nanoGPT's shape train 9-13% faster through the pretraining recipe (benchmarks/RESULTS.md).
 FUSED_ACTIVATIONS = {"gelu_new": "gelu_pytorch_tanh"}
 
 

@@ -165,6 +165,11 @@ def test_residual_projections_use_gpt2_scaled_init():
     assert torch.equal(block.ln_1.weight, torch.ones(64)) and not block.attn.c_attn.bias.any()
 
 
+@pytest.mark.parametrize("activation", ["gelu", "relu2", "silu"])
+def test_other_activations_run_as_acts2fn_defines_them(activation):
+    assert type(tiny_lm(hidden_act=activation).model.h[0].mlp.act) is type(ACT2FN[activation])
+
+
 def test_gelu_new_runs_the_fused_kernel_with_the_same_loss_and_gradients():
     """GPT-2's activation, "gelu_new", runs as PyTorch's fused tanh-GELU: the same loss and gradients as transformers'
     eight-operation NewGELUActivation, within fp32 rounding."""

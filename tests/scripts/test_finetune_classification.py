@@ -37,6 +37,7 @@ from lmrecipes.classification import (
     build_compute_metrics,
     class_names,
     combine_windows,
+    pooling_override,
     tokenize_for_classification,
 )
 from lmrecipes.data import drop_bad_examples, load_hub_dataset, take_samples
@@ -189,6 +190,9 @@ def test_a_pooling_of_another_family_is_refused_by_name(pretrained, tmp_path):
             *("--classifier_pooling", "cls"),
         )
     assert not output_dir.exists()
+    # Its own poolings pass the same check.
+    for pooling in ("last", "mean"):
+        assert pooling_override(pooling, str(pretrained("lstm_lm"))) == {"classifier_pooling": pooling}
 
 
 def imdb_window_overrides(pretrained, output_dir: Path) -> list[str]:
