@@ -31,6 +31,7 @@ except ImportError:  # Windows: no folder lock
 
 import torch
 import yaml
+from torch.utils.data import SequentialSampler
 from transformers import (
     GenerationMixin,
     Seq2SeqTrainer,
@@ -153,6 +154,16 @@ class RecipeOptionsMixin:
     def train(self, *args, **kwargs):
         self._reset_throughput()
         return super().train(*args, **kwargs)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # Under train_sampling_strategy: group_by_length, transformers (5.23+) batches evaluation by length too, in
+        # a shuffled order, and predictions carry no row indices: answers decoded from windows (SQuAD, review
+        # windows) and translations would not line up with their rows. Evaluation is sequential, as without length
+        # grouping; the training batches keep theirs.
+        if eval_dataset is None or not has_length(eval_dataset):
+            return None
+        # Distributed: None lets accelerate shard the rows in order and gather them back in order.
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def training_step(self, model, inputs, *args, **kwargs):
         # Counted from the batch's shape on the host: no device sync per step (padding counts as tokens).

@@ -190,6 +190,16 @@ def test_a_sparse_prediction_head_counts_in_the_logged_mfu_only_where_there_are_
     )
 
 
+def test_evaluation_reads_the_dataset_in_order_when_training_groups_by_length(tmp_path):
+    """Answers decoded from windows (SQuAD, review windows) are matched to their rows by position: evaluation must
+    keep the dataset's order even when training batches are grouped by length (transformers groups both)."""
+    lengths = [3, 9, 1, 7, 5, 8, 2, 6, 4, 10, 12, 11]
+    rows = Dataset.from_dict({"input_ids": [[1] * length for length in lengths]})
+    trainer = tiny_trainer(tmp_path, train_sampling_strategy="group_by_length", per_device_eval_batch_size=1)
+    read = [batch["input_ids"].shape[-1] for batch in trainer.get_eval_dataloader(rows)]
+    assert read == lengths
+
+
 def test_a_causal_lm_is_sampled_at_each_evaluation_without_changing_its_training(
     tmp_path, byte_bpe_tokenizer
 ):

@@ -10,13 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import Dataset
-from torch.utils.data import SequentialSampler
 from transformers import (
     EvalPrediction,
     PreTrainedTokenizerBase,
 )
-from transformers.trainer_utils import has_length
 
 from lmrecipes.metrics import load_metric
 from lmrecipes.training import RecipeSeq2SeqTrainer
@@ -112,19 +109,8 @@ class TranslationScorer:
 
 
 class TranslationTrainer(RecipeSeq2SeqTrainer):
-    """RecipeSeq2SeqTrainer that evaluates the rows in dataset order.
-
-    With train_sampling_strategy: group_by_length, transformers (5.23) batches evaluation by length too, in a
-    shuffled order (Trainer._get_eval_sampler), and predictions carry no row indices: the generated translations
-    would not line up with the references. Evaluation here is sequential, as without length grouping; the training
-    batches keep theirs.
-    """
-
-    def _get_eval_sampler(self, eval_dataset: Dataset) -> SequentialSampler | None:
-        if eval_dataset is None or not has_length(eval_dataset):
-            return None
-        # Distributed: None lets accelerate shard the rows in order and gather them back in order.
-        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+    """RecipeSeq2SeqTrainer that gathers one translation per evaluated row (the rows are evaluated in dataset order
+    by every recipe trainer, see RecipeOptionsMixin._get_eval_sampler)."""
 
     def evaluation_loop(self, *args: Any, **kwargs: Any):
         # Seq2SeqTrainer.evaluate/predict gather with accelerator.gather, for generations with
